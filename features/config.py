@@ -1,0 +1,76 @@
+"""Feature-extraction configuration: one frozen dataclass, serialisable to and from a dict."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any, Literal
+
+Recipe = Literal["seed", "corrected"]
+Kind = Literal["logmel", "mfcc"]
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """How a clip becomes a (n_mels, frames) float32 matrix.
+
+    ``recipe="seed"`` reproduces the reference Keras demo exactly, quirks included:
+    ``amplitude_to_db`` applied to a *power* mel spectrogram (so dB values are doubled) and
+    ``librosa.util.normalize`` along axis 0, which scales every frame (column) to a peak of 1.
+    ``recipe="corrected"`` uses ``power_to_db`` and scales the whole clip to a peak of 1.
+    """
+
+    sample_rate: int = 22_050
+    n_fft: int = 2_048
+    hop_length: int = 512
+    n_mels: int = 40
+    frames: int = 174
+    kind: Kind = "logmel"
+    recipe: Recipe = "seed"
+    n_mfcc: int = 40
+
+    def __post_init__(self) -> None:
+        for name in ("sample_rate", "n_fft", "hop_length", "n_mels", "frames", "n_mfcc"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ValueError(f"FeatureConfig.{name} must be a positive integer, got {value!r}")
+        if self.kind not in ("logmel", "mfcc"):
+            raise ValueError(f"FeatureConfig.kind must be 'logmel' or 'mfcc', got {self.kind!r}")
+        if self.recipe not in ("seed", "corrected"):
+            raise ValueError(f"FeatureConfig.recipe must be 'seed' or 'corrected', got {self.recipe!r}")
+        if self.hop_length > self.n_fft:
+            raise ValueError("FeatureConfig.hop_length must not exceed n_fft")
+
+    @property
+    def bands(self) -> int:
+        """Rows of the feature matrix: mel bands, or MFCC coefficients."""
+        return self.n_mels if self.kind == "logmel" else self.n_mfcc
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.bands, self.frames)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FeatureConfig:
+        return from_dict_strict(cls, data)
+
+    def digest(self) -> str:
+        """Stable short hash of every field, part of the feature-cache key."""
+        blob = json.dumps(self.to_dict(), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def from_dict_strict(cls: type, data: dict[str, Any]):
+    """Build dataclass ``cls`` from ``data``, rejecting keys it does not know."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ValueError(
+            f"{cls.__name__}: unknown key(s) {', '.join(unknown)}; known keys: {', '.join(sorted(names))}"
+        )
+    return cls(**data)

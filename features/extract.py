@@ -1,0 +1,322 @@
+"""python -m features.extract --data-dir DIR [--folds 1,2,10] [--cache-dir DIR] [--force]
+
+Extract log-mel features of an UrbanSound8K tree with Ray tasks on every core of the cluster
+``ray.init()`` connects to (``--address`` or ``RAY_ADDRESS``; a local one otherwise), into the
+feature cache (see ``features.cache``). Runtime: the synthetic demo set (300 clips) takes about
+5 s on 2 cores plus Ray start-up; the real 8,732 clips about 1 CPU-minute per 2,000 clips. A
+second run with the same config and files loads the cache and extracts nothing.
+
+Clips travel in batches (one task per batch, not per clip). On a multi-node cluster the driver
+ships each clip's bytes through the object store, so no shared filesystem is assumed; the
+features come back the same way. A clip that cannot be decoded is listed in the fold's failure
+report and left out; a batch whose worker crashes is retried clip by clip to isolate the culprit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from features.cache import (
+    Failure,
+    FoldEntry,
+    concat,
+    default_cache_dir,
+    fold_entry,
+    read_fold,
+    write_fold,
+)
+from features.config import FeatureConfig
+from features.dataset import DatasetError, DatasetIndex, load_dataset
+from features.featureset import FeatureSet
+from features.logmel import AudioDecodeError, extract_clip
+
+Transport = Literal["auto", "path", "bytes"]
+
+
+@dataclass(frozen=True)
+class ExtractionResult:
+    """Features of every successfully decoded clip, the failures, and what the run did."""
+
+    featureset: FeatureSet
+    failures: tuple[Failure, ...]
+    extracted_clips: int  # clips decoded in this run (0 on a full cache hit)
+    cached_folds: tuple[int, ...]
+    extracted_folds: tuple[int, ...]
+    seconds: float
+    entries: tuple[FoldEntry, ...]
+
+    @property
+    def clips_per_second(self) -> float:
+        return self.extracted_clips / self.seconds if self.seconds > 0 else 0.0
+
+    def summary(self) -> str:
+        lines = [
+            f"features: {len(self.featureset)} clips x {self.featureset.features.shape[1:]} "
+            f"({len(self.failures)} failed) from folds "
+            f"{', '.join(map(str, sorted(set(self.cached_folds) | set(self.extracted_folds))))}",
+        ]
+        if self.extracted_folds:
+            lines.append(
+                f"extracted {self.extracted_clips} clips of folds {', '.join(map(str, self.extracted_folds))} "
+                f"in {self.seconds:.1f} s ({self.clips_per_second:.1f} clips/s)"
+            )
+        if self.cached_folds:
+            lines.append(f"loaded from cache (no extraction): folds {', '.join(map(str, self.cached_folds))}")
+        if self.failures:
+            lines.append(f"{len(self.failures)} clip(s) excluded; failure report(s):")
+            lines.extend(f"  {e.failures_csv}" for e in self.entries if _has_failures(e, self.failures))
+            lines.extend(f"  {f.file}: {f.reason}" for f in self.failures[:5])
+        if self.entries:
+            lines.append(f"cache: {self.entries[0].directory}")
+        return "\n".join(lines)
+
+
+def _has_failures(entry: FoldEntry, failures: Sequence[Failure]) -> bool:
+    return any(f.fold == entry.fold for f in failures)
+
+
+# ---------------------------------------------------------------------------------------------
+# Work done inside a Ray task (plain functions: testable without Ray).
+
+
+def extract_batch(
+    items: Sequence[tuple[int, str | bytes]], config: FeatureConfig
+) -> tuple[np.ndarray, np.ndarray, list[tuple[int, str]]]:
+    """Features of a batch of (item id, path-or-bytes); undecodable clips come back as failures."""
+    ids, feats, failed = [], [], []
+    for item_id, source in items:
+        try:
+            feats.append(extract_clip(source, config))
+            ids.append(item_id)
+        except AudioDecodeError as exc:
+            failed.append((item_id, exc.reason))
+        except Exception as exc:
+            failed.append((item_id, f"{type(exc).__name__}: {exc}"))
+    stacked = np.stack(feats) if feats else np.zeros((0, *config.shape), np.float32)
+    return np.asarray(ids, np.int64), stacked, failed
+
+
+# ---------------------------------------------------------------------------------------------
+# Driver side.
+
+
+def extract_features(
+    index: DatasetIndex,
+    config: FeatureConfig,
+    cache_dir: Path | None = None,
+    *,
+    force: bool = False,
+    batch_size: int | None = None,
+    transport: Transport = "auto",
+    progress: bool = True,
+) -> ExtractionResult:
+    """Load every fold of ``index`` from the cache, extracting the missing ones with Ray tasks."""
+    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    started = time.perf_counter()
+    entries = {f: fold_entry(cache_dir, config, f, _fold_index(index, f).fingerprint()) for f in index.folds}
+    todo = [f for f in index.folds if force or not entries[f].exists()]
+    parts: dict[int, tuple[FeatureSet, list[Failure]]] = {
+        f: read_fold(entries[f]) for f in index.folds if f not in todo
+    }
+    extracted = 0
+    if todo:
+        rows = index.table[index.table["fold"].isin(todo)]
+        extracted = len(rows)
+
+        def on_fold_done(fold: int, fs: FeatureSet, failures: list[Failure], seconds: float) -> None:
+            write_fold(entries[fold], config, fs, failures, {"dataset_root": str(index.root), "seconds": seconds})
+            parts[fold] = (fs, failures)
+
+        _run_ray_extraction(rows, config, todo, on_fold_done, batch_size, transport, progress)
+    ordered = [parts[f] for f in index.folds]
+    return ExtractionResult(
+        featureset=concat([p[0] for p in ordered], config),
+        failures=tuple(f for p in ordered for f in p[1]),
+        extracted_clips=extracted,
+        cached_folds=tuple(f for f in index.folds if f not in todo),
+        extracted_folds=tuple(todo),
+        seconds=time.perf_counter() - started,
+        entries=tuple(entries[f] for f in index.folds),
+    )
+
+
+def _fold_index(index: DatasetIndex, fold: int) -> DatasetIndex:
+    return dataclasses.replace(index, table=index.table[index.table["fold"] == fold])
+
+
+def _run_ray_extraction(
+    rows,
+    config: FeatureConfig,
+    folds: Sequence[int],
+    on_fold_done: Callable[[int, FeatureSet, list[Failure], float], None],
+    batch_size: int | None,
+    transport: Transport,
+    progress: bool,
+) -> None:
+    import ray
+
+    if not ray.is_initialized():
+        ray.init()
+    cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+    if transport == "auto":
+        transport = "bytes" if len([n for n in ray.nodes() if n["Alive"]]) > 1 else "path"
+    rows = rows.reset_index(drop=True)
+    size = batch_size or _auto_batch_size(len(rows), cpus)
+    tracker = _FoldTracker(rows, folds, config.shape, on_fold_done)
+    batches = [
+        list(range(start, min(start + size, len(rows)))) for start in range(0, len(rows), size)
+    ]
+    remote = ray.remote(num_cpus=1)(_extract_batch_task)
+    config_ref = ray.put(config.to_dict())
+    paths = rows["path"].tolist()
+
+    def submit(ids: list[int], **options):
+        items = [(i, _read_bytes(paths[i]) if transport == "bytes" else paths[i]) for i in ids]
+        return remote.options(**options).remote(items, config_ref)
+
+    bar = _progress_bar(len(rows), progress)
+    pending: dict = {}
+    queue = list(reversed(batches))
+    max_in_flight = 2 * cpus  # bounds driver memory when shipping bytes
+    while queue or pending:
+        while queue and len(pending) < max_in_flight:
+            ids = queue.pop()
+            pending[submit(ids)] = ids
+        done, _ = ray.wait(list(pending), num_returns=1)
+        ids = pending.pop(done[0])
+        try:
+            got_ids, feats, failed = ray.get(done[0])
+        except (ray.exceptions.RayError, OSError) as exc:
+            if len(ids) > 1:  # isolate the clip that crashed the worker: retry one by one
+                for i in ids:
+                    pending[submit([i], max_retries=0)] = [i]
+                continue
+            got_ids, feats, failed = np.zeros(0, np.int64), None, [(ids[0], _crash_reason(exc))]
+        tracker.add(got_ids, feats, failed)
+        bar.update(len(ids))
+    bar.close()
+
+
+def _extract_batch_task(items, config_dict):
+    return extract_batch(items, FeatureConfig.from_dict(config_dict))
+
+
+def _read_bytes(path: str) -> bytes | str:
+    # An unreadable file is a per-clip failure; sending the path lets the worker report why.
+    try:
+        return Path(path).read_bytes()
+    except OSError:
+        return path
+
+
+def _crash_reason(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"worker crashed while decoding this clip ({type(exc).__name__}: {text[0] if text else ''})"
+
+
+def _auto_batch_size(n: int, cpus: int) -> int:
+    # ~4 batches per CPU balances load; 8..64 clips keeps per-task overhead (~ms) negligible.
+    return int(np.clip(n // (4 * cpus) or 1, 8, 64))
+
+
+def _progress_bar(total: int, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="clip", desc="extracting", disable=not enabled, file=sys.stderr)
+
+
+class _FoldTracker:
+    """Collects batch results and hands each fold over as soon as all its clips are back."""
+
+    def __init__(self, rows, folds: Sequence[int], shape: tuple[int, int], on_fold_done) -> None:
+        self.rows = rows
+        self.shape = shape
+        self.fold_of = rows["fold"].to_numpy()
+        self.remaining = {f: int((self.fold_of == f).sum()) for f in folds}
+        self.features: dict[int, np.ndarray] = {}
+        self.failed: dict[int, str] = {}
+        self.on_fold_done = on_fold_done
+        self.started = time.perf_counter()
+
+    def add(self, ids: np.ndarray, feats: np.ndarray | None, failed: list[tuple[int, str]]) -> None:
+        for i, f in zip(ids.tolist(), feats if feats is not None else [], strict=True):
+            self.features[i] = f
+        self.failed.update(dict(failed))
+        for i in [*ids.tolist(), *(i for i, _ in failed)]:
+            fold = int(self.fold_of[i])
+            self.remaining[fold] -= 1
+            if self.remaining[fold] == 0:
+                self._finish(fold)
+
+    def _finish(self, fold: int) -> None:
+        members = np.flatnonzero(self.fold_of == fold)
+        ok = [i for i in members if i in self.features]
+        rows = self.rows.iloc[ok]
+        fs = FeatureSet(
+            features=np.stack([self.features.pop(i) for i in ok]) if ok else np.zeros((0, *self.shape), np.float32),
+            labels=rows["classID"].to_numpy(np.int64),
+            folds=rows["fold"].to_numpy(np.int64),
+            fs_ids=rows["fsID"].to_numpy(np.int64),
+            file_names=rows["slice_file_name"].to_numpy(str),
+        )
+        failures = [
+            Failure(str(self.rows.at[i, "path"]), fold, int(self.rows.at[i, "row"]), self.failed.pop(i))
+            for i in members
+            if i in self.failed
+        ]
+        self.on_fold_done(fold, fs, failures, time.perf_counter() - self.started)
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line.
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m features.extract", description=__doc__.split("\n\n")[1])
+    p.add_argument("--data-dir", required=True, type=Path, help="UrbanSound8K root (has metadata/ and audio/)")
+    p.add_argument("--folds", default=None, help="fold subset, e.g. 1,2,10 or 1-3 (default: all)")
+    p.add_argument("--cache-dir", type=Path, default=None, help=f"feature cache root (default: {default_cache_dir()})")
+    p.add_argument("--force", action="store_true", help="re-extract even when the cache has these folds")
+    p.add_argument("--skip-missing", action="store_true", help="proceed when audio files are missing (reported)")
+    p.add_argument("--recipe", choices=["seed", "corrected"], default="seed", help="seed = the reference demo's")
+    p.add_argument("--kind", choices=["logmel", "mfcc"], default="logmel")
+    p.add_argument("--batch-size", type=int, default=None, help="clips per Ray task (default: auto)")
+    p.add_argument("--transport", choices=["auto", "path", "bytes"], default="auto",
+                   help="how clips reach workers: bytes through the object store (default on multi-node "
+                        "clusters) or paths (one machine, or a filesystem shared by all nodes)")
+    p.add_argument("--address", default=None, help="Ray cluster address (default: ray.init()'s own)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        index = load_dataset(args.data_dir, folds=args.folds, skip_missing=args.skip_missing)
+    except (DatasetError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for warning in index.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    config = FeatureConfig(recipe=args.recipe, kind=args.kind)
+    if args.address:
+        import ray
+
+        ray.init(address=args.address)
+    result = extract_features(
+        index, config, args.cache_dir, force=args.force, batch_size=args.batch_size, transport=args.transport
+    )
+    print(result.summary())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
