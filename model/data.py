@@ -1,0 +1,151 @@
+"""Honest evaluation protocol helpers (pure numpy): fold split, grouped validation, normaliser.
+
+Protocol: the held-out fold is the test set and is touched only by the final evaluation.
+Validation is carved out of the *training* folds by recording (fsID), so clips of one
+recording never sit on both sides, and normalisation statistics come from training rows
+only. Nothing here reads the test fold's features or fsIDs, so changing them cannot change
+the split or the statistics.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from features.featureset import FeatureSet
+
+_STD_FLOOR = 1e-6
+_CHUNK_ROWS = 1024
+
+
+@dataclass(frozen=True)
+class FoldSplit:
+    """Row indices into the FeatureSet, each sorted ascending."""
+
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+
+
+def split_fold(featureset: FeatureSet, test_fold: int, val_fraction: float, seed: int) -> FoldSplit:
+    """Test = every clip of ``test_fold``; validation = whole recordings from the other folds.
+
+    Recordings are assigned a class (their clips' majority label); per class, recordings are
+    shuffled with ``seed`` and moved to validation while that brings the class's validation
+    clip count closer to ``val_fraction`` of its training-fold clips. Classes with a single
+    recording keep it in training.
+    """
+    folds = np.asarray(featureset.folds)
+    if test_fold not in set(folds.tolist()):
+        raise ValueError(
+            f"split_fold: test fold {test_fold} has no clips (folds present: {sorted(set(folds.tolist()))})"
+        )
+    if not 0 < val_fraction < 1:
+        raise ValueError(f"split_fold: val_fraction must be in (0, 1), got {val_fraction!r}")
+    test = np.flatnonzero(folds == test_fold)
+    pool = np.flatnonzero(folds != test_fold)
+    if len(pool) == 0:
+        raise ValueError(f"split_fold: no training clips outside test fold {test_fold}")
+    in_val = _grouped_val_mask(
+        np.asarray(featureset.labels)[pool], np.asarray(featureset.fs_ids)[pool], val_fraction, seed
+    )
+    if not in_val.any():
+        raise ValueError(
+            f"split_fold: validation is empty for test fold {test_fold} (val_fraction={val_fraction}); "
+            "every class has a single recording or recordings too large for the fraction"
+        )
+    return FoldSplit(train=pool[~in_val], val=pool[in_val], test=test)
+
+
+def _grouped_val_mask(
+    labels: np.ndarray, groups: np.ndarray, val_fraction: float, seed: int
+) -> np.ndarray:
+    """Boolean mask over the pool rows: True where the row's recording goes to validation."""
+    rng = np.random.default_rng(seed)
+    unique_groups, group_of_row = np.unique(groups, return_inverse=True)
+    group_sizes = np.bincount(group_of_row, minlength=len(unique_groups))
+    group_class = _majority_label(labels, group_of_row, len(unique_groups))
+    val_groups = np.zeros(len(unique_groups), dtype=bool)
+    for cls in np.unique(group_class):
+        members = np.flatnonzero(group_class == cls)
+        if len(members) < 2:
+            continue
+        target = val_fraction * group_sizes[members].sum()
+        taken = 0
+        for g in rng.permutation(members)[:-1]:  # always leave one recording for training
+            if abs(taken + group_sizes[g] - target) < abs(taken - target):
+                val_groups[g] = True
+                taken += group_sizes[g]
+    return val_groups[group_of_row]
+
+
+def _majority_label(labels: np.ndarray, group_of_row: np.ndarray, n_groups: int) -> np.ndarray:
+    labels = labels.astype(np.int64)
+    counts = np.zeros((n_groups, int(labels.max()) + 1), dtype=np.int64)
+    np.add.at(counts, (group_of_row, labels), 1)
+    return counts.argmax(axis=1)  # ties go to the lowest classID, deterministically
+
+
+@dataclass(frozen=True)
+class Normaliser:
+    """Per-band standardisation: ``(x - mean[band]) / std[band]``."""
+
+    mean: np.ndarray
+    std: np.ndarray
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"mean": self.mean.tolist(), "std": self.std.tolist()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Normaliser:
+        unknown = sorted(set(data) - {"mean", "std"})
+        if unknown or "mean" not in data or "std" not in data:
+            raise ValueError(f"Normaliser: expected keys mean, std; got {sorted(data)}")
+        mean = np.asarray(data["mean"], dtype=np.float32)
+        std = np.asarray(data["std"], dtype=np.float32)
+        if mean.shape != std.shape or mean.ndim != 1:
+            raise ValueError(
+                f"Normaliser: mean {mean.shape} and std {std.shape} must be equal 1-D shapes"
+            )
+        return cls(mean=mean, std=std)
+
+    @classmethod
+    def identity(cls, bands: int) -> Normaliser:
+        return cls(mean=np.zeros(bands, np.float32), std=np.ones(bands, np.float32))
+
+
+def fit_normaliser(train_features: np.ndarray) -> Normaliser:
+    """Mean/std per band (axis 1) over training rows and frames, accumulated in float64."""
+    x = np.asarray(train_features)
+    if x.ndim != 3 or len(x) == 0:
+        raise ValueError(
+            f"fit_normaliser: expected non-empty (N, bands, frames), got shape {x.shape}"
+        )
+    count = x.shape[0] * x.shape[2]
+    mean = np.zeros(x.shape[1], np.float64)
+    for start in range(0, len(x), _CHUNK_ROWS):
+        mean += x[start : start + _CHUNK_ROWS].sum(axis=(0, 2), dtype=np.float64)
+    mean /= count
+    sq = np.zeros(x.shape[1], np.float64)
+    for start in range(0, len(x), _CHUNK_ROWS):
+        dev = x[start : start + _CHUNK_ROWS].astype(np.float64) - mean[None, :, None]
+        sq += np.square(dev).sum(axis=(0, 2))
+    std = np.maximum(np.sqrt(sq / count), _STD_FLOOR)
+    return Normaliser(mean=mean.astype(np.float32), std=std.astype(np.float32))
+
+
+def apply_normaliser(features: np.ndarray, normaliser: Normaliser) -> np.ndarray:
+    """Standardised float32 copy of (N, bands, frames) ``features``."""
+    x = np.asarray(features, dtype=np.float32)
+    if x.ndim != 3 or x.shape[1] != len(normaliser.mean):
+        raise ValueError(
+            f"apply_normaliser: features shape {x.shape} does not match {len(normaliser.mean)} bands"
+        )
+    return (x - normaliser.mean[None, :, None]) / normaliser.std[None, :, None]
+
+
+def as_model_input(features: np.ndarray) -> np.ndarray:
+    """(N, bands, frames) -> (N, bands, frames, 1): the CNN's single input channel."""
+    return np.asarray(features, dtype=np.float32)[..., np.newaxis]

@@ -1,0 +1,1 @@
+"""Ray wiring: train one fold with Ray Train, sweep folds and hyperparameters with Ray Tune."""
