@@ -168,7 +168,7 @@ def _run_ray_extraction(
         ray.init()
     cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
     if transport == "auto":
-        transport = "bytes" if len([n for n in ray.nodes() if n["Alive"]]) > 1 else "path"
+        transport = _auto_transport()
     rows = rows.reset_index(drop=True)
     size = batch_size or _auto_batch_size(len(rows), cpus)
     tracker = _FoldTracker(rows, folds, config.shape, on_fold_done)
@@ -204,6 +204,20 @@ def _run_ray_extraction(
         tracker.add(got_ids, feats, failed)
         bar.update(len(ids))
     bar.close()
+
+
+def _auto_transport() -> Transport:
+    """Paths only when every task must run on this machine: one alive node, ours, with CPUs.
+
+    Otherwise (several nodes, or a CPU-less head whose workers an autoscaler adds later) the
+    workers may not see this filesystem, so the bytes travel through the object store.
+    """
+    import ray
+
+    alive = [n for n in ray.nodes() if n["Alive"]]
+    here = ray.get_runtime_context().get_node_id()
+    local_only = len(alive) == 1 and alive[0]["NodeID"] == here and alive[0]["Resources"].get("CPU", 0) > 0
+    return "path" if local_only else "bytes"
 
 
 def _extract_batch_task(items, config_dict):

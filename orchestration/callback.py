@@ -1,0 +1,183 @@
+"""Driver-side Tune callback that mirrors trials into the MLflow run tree.
+
+Tune calls it in the driver process for every trial event, one at a time: trial start creates
+(or, on resume, finds) the fold run; every epoch result becomes a step of its metrics; trial
+completion logs test metrics, the report, figures and the model from the final checkpoint and
+refreshes the configuration's CV mean/std. The callback is pickled into Tune's experiment
+state, so it keeps only plain settings and rebuilds its MLflow client after a restore.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import traceback
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from ray.tune import Callback
+
+from orchestration.tracking import SweepTracker
+from orchestration.trial import FINAL_KEY, REUSED_KEY
+
+log = logging.getLogger(__name__)
+
+
+class MLflowSweepCallback(Callback):
+    def __init__(
+        self,
+        tracking_uri: str,
+        experiment: str,
+        sweep_id: str,
+        folds_total: int,
+        fold_params: Callable[[Mapping[str, Any]], dict[str, Any]],
+        config_label: Callable[[Mapping[str, Any]], str],
+        searched: tuple[str, ...],
+        storage_path: str,
+        log_models: bool = True,
+    ) -> None:
+        self.tracking_uri = tracking_uri
+        self.experiment = experiment
+        self.sweep_id = sweep_id
+        self.folds_total = folds_total
+        self.fold_params = fold_params
+        self.config_label = config_label
+        self.searched = searched
+        self.storage_path = storage_path
+        self.log_models = log_models
+        self._tracker: SweepTracker | None = None
+        self.completed: dict[tuple[str, int], dict[str, Any]] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_tracker"] = None  # an MLflow client (and its DB engine) is not picklable
+        return state
+
+    @property
+    def tracker(self) -> SweepTracker:
+        if self._tracker is None:
+            self._tracker = SweepTracker(self.tracking_uri, self.experiment, self.sweep_id)
+            self._tracker.start_sweep({}, {})
+        return self._tracker
+
+    def attach(self, tracker: SweepTracker) -> None:
+        """Use the driver's tracker (already holding the sweep run) instead of building one."""
+        self._tracker = tracker
+
+    # ------------------------------------------------------------------ Tune hooks
+
+    def on_trial_start(self, iteration: int, trials: list, trial, **info) -> None:
+        self._fold_run(trial.config)
+
+    def on_trial_result(self, iteration: int, trials: list, trial, result: dict, **info) -> None:
+        if result.get(FINAL_KEY) or result.get(REUSED_KEY):
+            return  # the final report repeats the best epoch's numbers: not a new step
+        self.tracker.log_epoch(self._fold_run(trial.config), result)
+
+    def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
+        config, result = trial.config, trial.last_result or {}
+        key = (config["config_id"], int(config["fold"]))
+        if result.get(REUSED_KEY):
+            self.completed[key] = result
+            return
+        run_id = self._fold_run(config)
+        try:
+            self._log_final(run_id, config, result)
+        except Exception:
+            log.exception("MLflow logging of %s fold %s failed", *key)
+            self.tracker.client.set_tag(run_id, "us8k.logging_error", traceback.format_exc()[-4000:])
+            self.tracker.client.set_terminated(run_id, "FINISHED")
+        self.completed[key] = result
+        self.tracker.update_config(config["config_id"], self.folds_total)
+
+    def on_trial_error(self, iteration: int, trials: list, trial, **info) -> None:
+        run_id = self._fold_run(trial.config)
+        error = getattr(trial, "error_file", None) or "trial failed"
+        self.tracker.fail_fold(run_id, f"trial {trial.trial_id} failed; see {error}")
+        self.tracker.update_config(trial.config["config_id"], self.folds_total)
+
+    # ------------------------------------------------------------------ helpers
+
+    def _fold_run(self, config: Mapping[str, Any]) -> str:
+        cfg_id, fold = config["config_id"], int(config["fold"])
+        params = self.fold_params(config["params"])
+        self.tracker.config_run(cfg_id, self.config_label(config["params"]), params, self.searched)
+        return self.tracker.fold_run(cfg_id, fold, params)
+
+    def _log_final(self, run_id: str, config: Mapping[str, Any], result: Mapping[str, Any]) -> None:
+        title = f"{config['config_id']} fold {config['fold']}"
+        checkpoint_path = result.get("checkpoint_path")
+        if not checkpoint_path:
+            self.tracker.finish_fold(run_id, result, None, None, title)
+            return
+        from model.train_loop import load_report
+
+        with tempfile.TemporaryDirectory() as tmp:
+            local = Path(_download_checkpoint(checkpoint_path, self.storage_path, Path(tmp)))
+            self.tracker.finish_fold(
+                run_id, result, load_report(local), local if self.log_models else None, title
+            )
+
+
+def _download_checkpoint(path: str, storage_path: str, into: Path) -> str:
+    """Copy a checkpoint from the run's storage (local disk, S3, GCS...) to a local folder."""
+    import pyarrow.fs
+    from ray.train import Checkpoint
+
+    local = Path(path)
+    if local.is_dir():
+        return str(local)
+    filesystem, _ = pyarrow.fs.FileSystem.from_uri(storage_path)
+    return Checkpoint(path, filesystem=filesystem).to_directory(str(into / "checkpoint"))
+
+
+class ProgressCallback(Callback):
+    """One line per finished trial (Tune's own tables are verbose=0 here), with an ETA."""
+
+    def __init__(self, total_trials: int) -> None:
+        self.total = total_trials
+        self.done = 0  # finished, including before a resume
+        self.new = 0  # finished or failed in this session: the pace for the ETA
+        self.failed = 0
+        self.started_at: float | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "started_at": None}  # recount on restore (see on_step_begin)
+
+    def on_step_begin(self, iteration: int, trials: list, **info) -> None:
+        # Tune pickles callbacks into its experiment state; a resumed sweep gets this object
+        # back, so the count of trials finished earlier is taken from Tune's trials, once.
+        if self.started_at is None:
+            import time
+
+            self.started_at = time.monotonic()
+            self.done = sum(t.status == "TERMINATED" for t in trials)
+            self.failed = sum(t.status == "ERROR" for t in trials)
+            self.new = 0
+
+    def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
+        result = trial.last_result or {}
+        reused = bool(result.get(REUSED_KEY))
+        self.done += 0 if reused else 1  # a reused pair is already counted in already_done
+        self.new += 0 if reused else 1
+        note = " (already finished before resume)" if reused else ""
+        self._line(trial, f"test accuracy {result.get('test_accuracy', float('nan')):.3f}{note}")
+
+    def on_trial_error(self, iteration: int, trials: list, trial, **info) -> None:
+        self.failed += 1
+        self.new += 1
+        self._line(trial, f"FAILED, see {getattr(trial, 'error_file', None) or 'the trial logs'}")
+
+    def _line(self, trial, what: str) -> None:
+        import time
+
+        finished = self.done + self.failed
+        elapsed = time.monotonic() - (self.started_at or time.monotonic())
+        eta = elapsed / self.new * (self.total - finished) if self.new and self.total > finished else 0.0
+        config = trial.config
+        print(
+            f"[{finished}/{self.total}] {config.get('config_id')} fold {config.get('fold')}: {what}"
+            f"  ({elapsed:.0f} s elapsed, ~{eta:.0f} s left)",
+            flush=True,
+        )

@@ -1,0 +1,279 @@
+"""Sweep configuration: the sweep's own frozen dataclass, the search space, and the full spec.
+
+A sweep is described by three layers, each a frozen dataclass with ``to_dict``/``from_dict``
+(unknown keys rejected): ``features`` (FeatureConfig), ``train`` (TrainConfig: the base every
+configuration starts from) and ``sweep`` (SweepConfig: data, folds, search, resources,
+tracking). A config file (JSON or YAML) holds any of the three sections; ``--set
+section.key=value`` overrides one field (values are parsed as YAML: ``1e-3``, ``[1, 2]``,
+``true``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import math
+import numbers
+import random
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from features.config import FeatureConfig, from_dict_strict
+from features.us8k import FOLDS, parse_folds
+from model.config import TrainConfig
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML 1.1 reads ``1e-4`` as a string (it wants ``1.0e-4``); learning rates need better."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)$|^[-+]?(?:\d+\.\d*|\.\d+)$|^[-+]?\.(?:inf|Inf|INF)$|^\.(?:nan|NaN|NAN)$"),
+    list("-+0123456789."),
+)
+
+
+def parse_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_Loader)  # a SafeLoader subclass: no arbitrary objects
+
+
+Search = Literal["grid", "random", "optuna"]
+DISTRIBUTIONS = ("uniform", "loguniform", "randint", "choice")
+
+# The embedded default: two configurations, the reference hyper-parameters and a 10x learning
+# rate, over all ten folds. Without --data-dir the demo also shortens training (DEMO_TRAIN).
+DEFAULT_SEARCH_SPACE: dict[str, Any] = {"learning_rate": [1e-4, 1e-3]}
+DEMO_TRAIN: dict[str, Any] = {"epochs": 3, "batch_size": 32, "bn_momentum": 0.9, "checkpoint_every": 0}
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """What to sweep, where, and where results go. ``None`` means "decide at run time"."""
+
+    data_dir: str | None = None  # None: the synthetic demo set, generated once into the cache
+    synthetic_preset: str = "demo"
+    synthetic_seed: int = 0
+    skip_missing: bool = False
+    cache_dir: str | None = None
+    folds: tuple[int, ...] = FOLDS
+    search: Search = "grid"
+    search_space: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_SEARCH_SPACE))
+    num_samples: int = 2  # configurations drawn by random/optuna search (grid: all points)
+    seed: int = 0
+    max_concurrent: int | None = None  # trials at once; None: as many as the cluster fits
+    workers_per_trial: int = 1
+    cpus_per_worker: float = 1.0
+    gpus_per_worker: float | None = None  # None: 1 if the cluster has GPUs, else 0
+    time_budget_s: float | None = None
+    train_max_failures: int = 1  # Ray Train restarts of a worker group, from the last checkpoint
+    trial_max_failures: int = 1  # Ray Tune retries of a whole trial
+    experiment: str = "us8k-cv"
+    tracking_uri: str | None = None  # None: MLflow's default (MLFLOW_TRACKING_URI or sqlite:///mlflow.db)
+    storage_path: str | None = None  # None: ~/ray_results
+    name: str | None = None  # None: cv-<timestamp>; the same name (or --resume) continues a sweep
+    address: str | None = None
+    log_models: bool = True
+
+    def __post_init__(self) -> None:
+        folds = parse_folds(",".join(map(str, self.folds))) if not isinstance(self.folds, str) else parse_folds(self.folds)
+        object.__setattr__(self, "folds", folds)
+        object.__setattr__(self, "search_space", dict(self.search_space))
+        if self.search not in ("grid", "random", "optuna"):
+            raise ValueError(f"sweep.search must be grid, random or optuna, got {self.search!r}")
+        _positive_int("num_samples", self.num_samples)
+        _positive_int("workers_per_trial", self.workers_per_trial)
+        if self.max_concurrent is not None:
+            _positive_int("max_concurrent", self.max_concurrent)
+        _check("cpus_per_worker", self.cpus_per_worker, self.cpus_per_worker > 0, "must be > 0")
+        if self.gpus_per_worker is not None:
+            _check("gpus_per_worker", self.gpus_per_worker, self.gpus_per_worker >= 0, "must be >= 0")
+        if self.time_budget_s is not None:
+            _check("time_budget_s", self.time_budget_s, self.time_budget_s > 0, "must be > 0 seconds")
+        for name in ("train_max_failures", "trial_max_failures"):
+            _check(name, getattr(self, name), getattr(self, name) >= 0, "must be >= 0")
+        check_search_space(self.search_space, self.search)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["folds"] = list(self.folds)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SweepConfig:
+        return from_dict_strict(cls, dict(data))
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """The three configuration layers of one sweep."""
+
+    features: FeatureConfig
+    train: TrainConfig
+    sweep: SweepConfig
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"features": self.features.to_dict(), "train": self.train.to_dict(), "sweep": self.sweep.to_dict()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SweepSpec:
+        unknown = sorted(set(data) - {"features", "train", "sweep"})
+        if unknown:
+            raise ValueError(f"config: unknown section(s) {', '.join(unknown)}; sections: features, train, sweep")
+        sweep = SweepConfig.from_dict(data.get("sweep", {}))
+        train = dict(DEMO_TRAIN) if sweep.data_dir is None else {}
+        train.update(data.get("train", {}))
+        return cls(FeatureConfig.from_dict(data.get("features", {})), TrainConfig.from_dict(train), sweep)
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a JSON or YAML config file into nested dicts, with the file named in errors."""
+    path = Path(path)
+    try:
+        data = parse_yaml(path.read_text())  # YAML is a superset of JSON
+    except OSError as exc:
+        raise ValueError(f"config file {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ValueError(f"config file {path}: not valid YAML/JSON: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ValueError(f"config file {path}: expected a mapping with features/train/sweep sections")
+    return data
+
+
+def apply_override(data: dict[str, Any], assignment: str) -> None:
+    """Apply ``section.key=value`` (value parsed as YAML) to nested dict ``data`` in place."""
+    key, sep, raw = assignment.partition("=")
+    if not sep or "." not in key:
+        raise ValueError(f"--set {assignment!r}: expected section.key=value, e.g. train.epochs=5")
+    section, name = key.strip().split(".", 1)
+    if section not in ("features", "train", "sweep"):
+        raise ValueError(f"--set {assignment!r}: section must be features, train or sweep, not {section!r}")
+    try:
+        value = parse_yaml(raw)
+    except yaml.YAMLError:
+        value = raw
+    target = data.setdefault(section, {})
+    *parents, leaf = name.split(".")
+    for parent in parents:  # e.g. sweep.search_space.learning_rate=[1e-4, 1e-3]
+        target = target.setdefault(parent, {})
+    target[leaf] = value
+
+
+# ---------------------------------------------------------------------------------------------
+# Search space: {param: [values]} (a choice; grid enumerates it) or
+# {param: {"uniform"|"loguniform"|"randint": [lo, hi]}} or {param: {"choice": [values]}}.
+
+
+def check_search_space(space: dict[str, Any], search: str) -> None:
+    train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    for name, spec in space.items():
+        if name not in train_fields:
+            raise ValueError(
+                f"sweep.search_space: {name!r} is not a train setting; known: {', '.join(sorted(train_fields))}"
+            )
+        if isinstance(spec, list):
+            if not spec:
+                raise ValueError(f"sweep.search_space.{name}: empty list of values")
+            continue
+        if not (isinstance(spec, dict) and len(spec) == 1 and next(iter(spec)) in DISTRIBUTIONS):
+            raise ValueError(
+                f"sweep.search_space.{name}: expected a list of values or one of "
+                f"{{uniform|loguniform|randint: [lo, hi]}} / {{choice: [values]}}, got {spec!r}"
+            )
+        kind, args = next(iter(spec.items()))
+        if kind == "choice":
+            continue
+        if search == "grid":
+            raise ValueError(f"sweep.search_space.{name}: a {kind} range cannot be enumerated by grid search; "
+                             "use a list of values, or --search random/optuna")
+        if not (isinstance(args, list) and len(args) == 2 and args[0] < args[1]):
+            raise ValueError(f"sweep.search_space.{name}: {kind} needs [lo, hi] with lo < hi, got {args!r}")
+        if kind == "loguniform" and args[0] <= 0:
+            raise ValueError(f"sweep.search_space.{name}: loguniform needs lo > 0, got {args!r}")
+
+
+def _choices(spec: Any) -> list[Any]:
+    return spec if isinstance(spec, list) else spec["choice"]
+
+
+def grid_configurations(space: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every point of the grid, in a stable order (last parameter varies fastest)."""
+    names = list(space)
+    return [dict(zip(names, values, strict=True)) for values in itertools.product(*(_choices(space[n]) for n in names))]
+
+
+def random_configurations(space: dict[str, Any], n: int, seed: int) -> list[dict[str, Any]]:
+    """``n`` configurations drawn with a seeded RNG, so a resumed sweep draws the same ones."""
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        point = {}
+        for name, spec in space.items():
+            kind, args = ("choice", spec) if isinstance(spec, list) else next(iter(spec.items()))
+            if kind == "choice":
+                point[name] = rng.choice(args)
+            elif kind == "uniform":
+                point[name] = rng.uniform(*args)
+            elif kind == "loguniform":
+                point[name] = math.exp(rng.uniform(math.log(args[0]), math.log(args[1])))
+            else:
+                point[name] = rng.randrange(int(args[0]), int(args[1]))
+        out.append(point)
+    return out
+
+
+def tune_search_space(space: dict[str, Any]) -> dict[str, Any]:
+    """The space in Ray Tune's sampling primitives (for OptunaSearch)."""
+    from ray import tune
+
+    out = {}
+    for name, spec in space.items():
+        kind, args = ("choice", spec) if isinstance(spec, list) else next(iter(spec.items()))
+        out[name] = {
+            "choice": lambda a: tune.choice(a),
+            "uniform": lambda a: tune.uniform(*a),
+            "loguniform": lambda a: tune.loguniform(*a),
+            "randint": lambda a: tune.randint(int(a[0]), int(a[1])),
+        }[kind](args)
+    return out
+
+
+def config_id(params: dict[str, Any]) -> str:
+    """Deterministic short id of a configuration's parameters (stable across resumes)."""
+    import hashlib
+
+    blob = json.dumps(_plain(params), sort_keys=True).encode()
+    return "c" + hashlib.sha256(blob).hexdigest()[:8]
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return int(value)
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+def plain_params(params: dict[str, Any]) -> dict[str, Any]:
+    """Parameters as JSON-clean Python values (search algorithms hand back numpy scalars)."""
+    return _plain(params)
+
+
+def _positive_int(name: str, value: Any) -> None:
+    _check(name, value, isinstance(value, int) and not isinstance(value, bool) and value >= 1, "must be an integer >= 1")
+
+
+def _check(name: str, value: Any, ok: bool, rule: str) -> None:
+    if not ok:
+        raise ValueError(f"sweep.{name} {rule}, got {value!r}")

@@ -1,0 +1,113 @@
+"""The sweep's outcome: configurations ranked by mean test accuracy over folds."""
+
+from __future__ import annotations
+
+import csv
+import json
+import statistics
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from orchestration.cv_sweep import Plan
+
+
+@dataclass(frozen=True)
+class ConfigResult:
+    config_id: str
+    params: dict[str, Any]
+    fold_accuracy: dict[int, float]
+    failed_folds: tuple[int, ...]
+
+    @property
+    def folds_completed(self) -> int:
+        return len(self.fold_accuracy)
+
+    @property
+    def mean(self) -> float:
+        return statistics.fmean(self.fold_accuracy.values()) if self.fold_accuracy else float("nan")
+
+    @property
+    def std(self) -> float:
+        # Population std over folds, as MLflow's cv_accuracy_std (sklearn's cross_val_score().std()).
+        return statistics.pstdev(self.fold_accuracy.values()) if self.fold_accuracy else float("nan")
+
+
+def collect_results(grid, folds: tuple[int, ...]) -> list[ConfigResult]:
+    """Group a Tune ResultGrid's trials by configuration; best mean first."""
+    by_config: dict[str, dict[str, Any]] = {}
+    for result in grid:
+        config = result.config or {}
+        if "config_id" not in config:
+            continue
+        entry = by_config.setdefault(config["config_id"], {"params": config.get("params", {}), "acc": {}, "failed": []})
+        metrics = result.metrics or {}
+        if result.error is None and "test_accuracy" in metrics:
+            entry["acc"][int(config["fold"])] = float(metrics["test_accuracy"])
+        else:
+            entry["failed"].append(int(config["fold"]))
+    rows = [
+        ConfigResult(cfg, e["params"], dict(sorted(e["acc"].items())), tuple(sorted(e["failed"])))
+        for cfg, e in by_config.items()
+    ]
+    return sorted(rows, key=lambda r: (not r.fold_accuracy, -r.mean if r.fold_accuracy else 0.0))
+
+
+def format_table(results: list[ConfigResult], folds: tuple[int, ...]) -> str:
+    head = f"{'rank':>4}  {'config':<10} {'mean':>6} {'± std':>6}  " + " ".join(f"{'f' + str(f):>5}" for f in folds)
+    lines = [head + "  params"]
+    for rank, r in enumerate(results, 1):
+        cells = " ".join(f"{r.fold_accuracy[f]:5.3f}" if f in r.fold_accuracy else f"{'-':>5}" for f in folds)
+        params = " ".join(f"{k}={v}" for k, v in sorted(r.params.items()))
+        lines.append(f"{rank:>4}  {r.config_id:<10} {r.mean:6.3f} {r.std:6.3f}  {cells}  {params}")
+    return "\n".join(lines)
+
+
+def format_report(results: list[ConfigResult], plan: Plan, wall_s: float, out_dir: Path) -> str:
+    folds = plan.spec.sweep.folds
+    lines = [
+        "",
+        f"Cross-validation results of sweep {plan.name} (test accuracy per held-out fold; official folds)",
+        format_table(results, folds),
+    ]
+    if results and results[0].fold_accuracy:
+        best = results[0]
+        lines.append(
+            f"best: {best.config_id} ({', '.join(f'{k}={v}' for k, v in sorted(best.params.items()))}): "
+            f"{best.mean:.3f} ± {best.std:.3f} over {best.folds_completed} fold(s)"
+        )
+    incomplete = [r for r in results if r.failed_folds or r.folds_completed < len(folds)]
+    for r in incomplete:
+        lines.append(f"incomplete: {r.config_id} finished {r.folds_completed}/{len(folds)} folds; failed: {list(r.failed_folds)}")
+    lines += [
+        f"wall time: {wall_s:.0f} s; results: {out_dir / 'results.csv'} and results.json",
+        "compare in the MLflow UI:",
+        f"  mlflow ui --backend-store-uri {plan.tracking_uri}"
+        if not plan.tracking_uri.startswith("http")
+        else f"  open {plan.tracking_uri}",
+    ]
+    return "\n".join(lines)
+
+
+def write_results(out_dir: Path, results: list[ConfigResult], plan: Plan, wall_s: float) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    folds = plan.spec.sweep.folds
+    with (out_dir / "results.csv").open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["rank", "config_id", "cv_accuracy_mean", "cv_accuracy_std", "folds_completed",
+                         *(f"fold_{f}" for f in folds), "params"])
+        for rank, r in enumerate(results, 1):
+            writer.writerow([rank, r.config_id, r.mean, r.std, r.folds_completed,
+                             *(r.fold_accuracy.get(f, "") for f in folds), json.dumps(r.params, sort_keys=True)])
+    payload = {
+        "sweep": plan.name,
+        "wall_seconds": wall_s,
+        "spec": plan.spec.to_dict(),
+        "configurations": [
+            {**asdict(r), "fold_accuracy": {str(k): v for k, v in r.fold_accuracy.items()},
+             "cv_accuracy_mean": r.mean, "cv_accuracy_std": r.std}
+            for r in results
+        ],
+    }
+    (out_dir / "results.json").write_text(json.dumps(payload, indent=1, default=str))

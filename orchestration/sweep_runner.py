@@ -1,0 +1,309 @@
+"""Runs a planned sweep: Ray cluster, features, MLflow tree, Ray Tune trials, results."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from features.cache import default_cache_dir
+from orchestration.callback import MLflowSweepCallback, ProgressCallback
+from orchestration.config import tune_search_space
+from orchestration.cv_sweep import (
+    TRIAL_DRIVER_CPU,
+    Plan,
+    SweepError,
+    with_cluster,
+    write_stored_spec,
+)
+from orchestration.results import ConfigResult, collect_results, format_report, write_results
+from orchestration.tracking import SweepTracker
+from orchestration.trial import TrialSettings, pair_key, run_fold_trial, trial_train_config
+
+# Quiet C++ logging of TensorFlow in every process started from here (workers inherit it).
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    results: tuple[ConfigResult, ...]
+    report: str
+    all_completed: bool
+
+
+def run_sweep(plan: Plan) -> Outcome:
+    import ray
+
+    started = time.time()
+    _init_ray(plan.spec.sweep.address, plan.verbose)
+    plan = with_cluster(plan, cluster_resources())
+    featureset, data_info = _features(plan)
+    tracker = SweepTracker(plan.tracking_uri, plan.spec.sweep.experiment, plan.name)
+    tracker.start_sweep(_sweep_params(plan), {**data_info, **_environment_tags(plan)})
+    if plan.configurations:
+        searched = tuple(plan.spec.sweep.search_space)
+        for cfg_id, params in plan.configurations:
+            tracker.config_run(cfg_id, config_label(params), fold_params(plan.spec.train.to_dict(), params), searched)
+    print(
+        f"sweep {plan.name}: {_describe(plan)}; up to {plan.max_concurrent} trial(s) at once\n"
+        f"MLflow: {plan.tracking_uri} (experiment {plan.spec.sweep.experiment!r}); "
+        f"Ray storage: {plan.storage_path}/{plan.name}",
+        flush=True,
+    )
+    features_ref = ray.put(featureset)
+    callback = _callback(plan)
+    callback.attach(tracker)
+    settings = _settings(plan, tracker)
+    tuner = _tuner(plan, features_ref, callback, settings)
+    if not plan.resume:
+        write_stored_spec(plan)
+    grid = tuner.fit()
+    results = collect_results(grid, plan.spec.sweep.folds)
+    wall = time.time() - started
+    out_dir = Path(_local_results_dir(plan))
+    write_results(out_dir, results, plan, wall)
+    status = "FINISHED" if all(r.folds_completed == len(plan.spec.sweep.folds) for r in results) else "FAILED"
+    best = results[0] if results else None
+    tracker.finish_sweep(
+        status,
+        {"wall_seconds": wall, "configurations": len(results), "best_cv_accuracy_mean": best.mean if best else float("nan")},
+        out_dir,
+    )
+    report = format_report(results, plan, wall, out_dir)
+    return Outcome(tuple(results), report, status == "FINISHED")
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def _init_ray(address: str | None, verbose: bool) -> None:
+    import ray
+
+    if ray.is_initialized():
+        return
+    # Worker output (TensorFlow's start-up chatter, Train's per-report lines) stays in Ray's
+    # log files unless --verbose; trial errors are still reported, with their error files.
+    ray.init(address=address, log_to_driver=verbose, configure_logging=True, logging_level="WARNING")
+
+
+def cluster_resources() -> dict[str, float]:
+    """Resources now, or the most an autoscaling cluster can grow to (GPU nodes may start later)."""
+    import ray
+
+    now = dict(ray.cluster_resources())
+    try:
+        from ray._private.state import state
+
+        most = state.get_max_resources_from_cluster_config() or {}
+    except Exception:
+        most = {}
+    return {k: max(now.get(k, 0.0), float(most.get(k, 0))) for k in set(now) | set(most)}
+
+
+def _features(plan: Plan):
+    """Dataset (synthetic demo unless --data-dir), validated, then features from cache or Ray."""
+    from features.dataset import load_dataset
+    from features.extract import extract_features
+
+    sweep = plan.spec.sweep
+    cache_dir = Path(sweep.cache_dir).expanduser() if sweep.cache_dir else default_cache_dir()
+    if sweep.data_dir is None:
+        from features.synthetic import ensure_synthetic
+
+        root = ensure_synthetic(
+            cache_dir / "synthetic" / f"{sweep.synthetic_preset}-seed{sweep.synthetic_seed}",
+            sweep.synthetic_preset,
+            sweep.synthetic_seed,
+        )
+    else:
+        root = Path(sweep.data_dir).expanduser()
+    index = load_dataset(root, folds=None, skip_missing=sweep.skip_missing)
+    for warning in index.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    _check_folds_present(index, sweep.folds)
+    result = extract_features(index, plan.spec.features, cache_dir)
+    print(result.summary(), flush=True)
+    info = {
+        "us8k.dataset_root": str(root),
+        "us8k.dataset_fingerprint": index.fingerprint(),
+        "us8k.feature_cache": str(result.entries[0].directory) if result.entries else "",
+        "us8k.feature_cache_keys": ",".join(f"{e.fold}:{e.key}" for e in result.entries),
+        "us8k.clips": str(len(result.featureset)),
+        "us8k.failed_clips": str(len(result.failures)),
+    }
+    return result.featureset, info
+
+
+def _check_folds_present(index, folds: tuple[int, ...]) -> None:
+    absent = sorted(set(folds) - set(index.folds))
+    if absent:
+        raise SweepError(f"folds {absent} have no clips in {index.root}; choose among {list(index.folds)}")
+
+
+def _sweep_params(plan: Plan) -> dict[str, Any]:
+    return {**plan.spec.to_dict(), "resolved": {"gpus_per_worker": plan.gpus_per_worker, "max_concurrent": plan.max_concurrent}}
+
+
+def _environment_tags(plan: Plan) -> dict[str, str]:
+    import ray
+
+    return {
+        "us8k.git_commit": _git_commit(),
+        "us8k.ray_resources": json.dumps({k: v for k, v in cluster_resources().items() if not k.startswith("node:")}),
+        "us8k.ray_nodes": str(len([n for n in ray.nodes() if n["Alive"]])),
+        "us8k.storage": f"{plan.storage_path}/{plan.name}",
+        "us8k.ray_version": ray.__version__,
+    }
+
+
+def _git_commit() -> str:
+    try:
+        here = Path(__file__).resolve().parent
+        out = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def config_label(params: dict[str, Any]) -> str:
+    return " ".join(f"{k}={v}" for k, v in sorted(params.items()))
+
+
+def fold_params(base_train: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+    """Full, consistently named hyper-parameters of a configuration (every train field)."""
+    return trial_train_config(base_train, params).to_dict()
+
+
+def _describe(plan: Plan) -> str:
+    sweep = plan.spec.sweep
+    configs = len(plan.configurations) if plan.configurations else sweep.num_samples
+    gpu = f" + {plan.gpus_per_worker:g} GPU" if plan.gpus_per_worker else ""
+    return (
+        f"{configs} configuration(s) x {len(sweep.folds)} fold(s) ({sweep.search} search), "
+        f"{plan.spec.train.epochs} epoch(s) max, {sweep.workers_per_trial} worker(s)/trial "
+        f"x ({sweep.cpus_per_worker:g} CPU{gpu})" + (" [resumed]" if plan.resume else "")
+    )
+
+
+def _callback(plan: Plan) -> MLflowSweepCallback:
+    searched = tuple(plan.spec.sweep.search_space)
+    return MLflowSweepCallback(
+        tracking_uri=plan.tracking_uri,
+        experiment=plan.spec.sweep.experiment,
+        sweep_id=plan.name,
+        folds_total=len(plan.spec.sweep.folds),
+        fold_params=functools.partial(fold_params, plan.spec.train.to_dict()),
+        config_label=config_label,
+        searched=searched,
+        storage_path=plan.storage_path,
+        log_models=plan.spec.sweep.log_models,
+    )
+
+
+def _settings(plan: Plan, tracker: SweepTracker) -> TrialSettings:
+    finished = {}
+    for cfg_id, _ in plan.configurations:
+        for fold, accuracy in tracker.fold_accuracies(cfg_id).items():
+            finished[pair_key(cfg_id, fold)] = {"test_accuracy": accuracy}
+    return TrialSettings(
+        base_train=plan.spec.train.to_dict(),
+        workers_per_trial=plan.spec.sweep.workers_per_trial,
+        cpus_per_worker=plan.spec.sweep.cpus_per_worker,
+        gpus_per_worker=plan.gpus_per_worker,
+        storage_path=plan.storage_path,
+        sweep_name=plan.name,
+        train_max_failures=plan.spec.sweep.train_max_failures,
+        finished=finished,
+    )
+
+
+def _trainable(features_ref, settings: TrialSettings):
+    from ray import tune
+
+    fn = tune.with_parameters(run_fold_trial, features=features_ref, settings=settings)
+    return tune.with_resources(fn, {"CPU": TRIAL_DRIVER_CPU})
+
+
+def _param_space(plan: Plan) -> dict[str, Any]:
+    from ray import tune
+
+    if not plan.configurations:
+        return {}
+    table = dict(plan.configurations)
+    # Tune varies the alphabetically first grid key fastest: trials go fold by fold, every
+    # configuration on fold 1, then on fold 2, ... so a sweep cut short (--time-budget, Ctrl-C)
+    # still compares all configurations on the same folds.
+    return {
+        "config_id": tune.grid_search([cfg for cfg, _ in plan.configurations]),
+        "fold": tune.grid_search(list(plan.spec.sweep.folds)),
+        "params": tune.sample_from(lambda config: table[config["config_id"]]),
+    }
+
+
+def _search_alg(plan: Plan):
+    if plan.configurations:
+        return None
+    from ray.tune.search.optuna import OptunaSearch
+
+    from orchestration.search import FoldExpander
+
+    sweep = plan.spec.sweep
+    inner = OptunaSearch(
+        space=tune_search_space(sweep.search_space), metric="cv_accuracy_mean", mode="max", seed=sweep.seed
+    )
+    return FoldExpander(inner, sweep.folds)
+
+
+def _tuner(plan: Plan, features_ref, callback: MLflowSweepCallback, settings: TrialSettings):
+    from ray import tune
+
+    trainable = _trainable(features_ref, settings)
+    path = f"{plan.storage_path.rstrip('/')}/{plan.name}"
+    if plan.resume:
+        if not tune.Tuner.can_restore(path):
+            raise SweepError(f"cannot resume: no Tune experiment state at {path}")
+        print(f"resuming {path}: finished trials are kept, unfinished ones run again", flush=True)
+        # The same param space again: Tune stores its sample_from functions as placeholders.
+        return tune.Tuner.restore(
+            path, trainable=trainable, resume_unfinished=True, resume_errored=True, param_space=_param_space(plan)
+        )
+    sweep = plan.spec.sweep
+    folds = len(sweep.folds)
+    search_alg = _search_alg(plan)
+    return tune.Tuner(
+        trainable,
+        param_space=_param_space(plan),
+        tune_config=tune.TuneConfig(
+            search_alg=search_alg,
+            num_samples=sweep.num_samples * folds if search_alg else 1,
+            max_concurrent_trials=plan.max_concurrent,
+            time_budget_s=sweep.time_budget_s,
+            # A trial process is reused by the next trial: no new process, no second TF import.
+            reuse_actors=True,
+        ),
+        run_config=tune.RunConfig(
+            name=plan.name,
+            storage_path=plan.storage_path,
+            callbacks=[callback, ProgressCallback(_total_trials(plan))],
+            failure_config=tune.FailureConfig(max_failures=sweep.trial_max_failures),
+            verbose=0,
+        ),
+    )
+
+
+def _total_trials(plan: Plan) -> int:
+    configs = len(plan.configurations) or plan.spec.sweep.num_samples
+    return configs * len(plan.spec.sweep.folds)
+
+
+def _local_results_dir(plan: Plan) -> str:
+    if "://" in plan.storage_path:
+        return str(Path(default_cache_dir()) / "sweeps" / plan.name)
+    return f"{plan.storage_path}/{plan.name}"
+

@@ -1,0 +1,186 @@
+"""The sweep end to end: Ray Tune trials of Ray Train runs, logged to a real MLflow server;
+argument validation that fails before any compute; resume after the driver is killed."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from orchestration.cv_sweep import main
+from orchestration.tracking import TAG_CONFIG, TAG_FOLD, TAG_KIND, TAG_SWEEP
+
+FOLDS = (1, 2, 3)
+FAST = ["--epochs", "1", "--set", "train.batch_size=32", "--set", "train.bn_momentum=0.8",
+        "--set", "train.checkpoint_every=1", "--set", "train.learning_rate=3e-3"]
+
+
+def _sweep_args(root: Path, tmp_path: Path, uri: str, name: str, experiment: str) -> list[str]:
+    return [
+        "--data-dir", str(root), "--folds", ",".join(map(str, FOLDS)),
+        "--search-space", '{"dropout1": [0.0, 0.2]}',
+        "--cache-dir", str(tmp_path / "cache"), "--storage-path", str(tmp_path / "ray"),
+        "--tracking-uri", uri, "--experiment", experiment, "--name", name, *FAST,
+    ]
+
+
+def _runs(client: MlflowClient, experiment: str, sweep: str, kind: str):
+    exp = client.get_experiment_by_name(experiment)
+    return client.search_runs(
+        [exp.experiment_id], f"tags.`{TAG_SWEEP}` = '{sweep}' and tags.`{TAG_KIND}` = '{kind}'", max_results=500
+    )
+
+
+def _tune_final_results(experiment_dir: Path) -> dict[tuple[str, int], float]:
+    """test_accuracy per (configuration, fold), read from Tune's own result files."""
+    found = {}
+    for result_file in experiment_dir.glob("*/result.json"):
+        rows = [json.loads(line) for line in result_file.read_text().splitlines() if line.strip()]
+        final = [r for r in rows if "test_accuracy" in r]
+        if final:
+            config = final[-1]["config"]
+            found[(config["config_id"], int(config["fold"]))] = final[-1]["test_accuracy"]
+    return found
+
+
+@pytest.mark.slow
+def test_sweep_logs_the_run_tree_and_agrees_with_tune(ray_local, tiny_dataset_root, mlflow_server, tmp_path, capsys):
+    args = _sweep_args(tiny_dataset_root, tmp_path, mlflow_server, "e2e", "e2e-tree")
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "Cross-validation results of sweep e2e" in out and f"open {mlflow_server}" in out
+
+    client = MlflowClient(mlflow_server)
+    (sweep_run,) = _runs(client, "e2e-tree", "e2e", "sweep")
+    assert sweep_run.info.status == "FINISHED"
+    tags = sweep_run.data.tags
+    for key in ("us8k.dataset_fingerprint", "us8k.feature_cache_keys", "us8k.git_commit", "us8k.ray_resources"):
+        assert tags.get(key), key
+    assert sweep_run.data.params["sweep.folds"] == "[1, 2, 3]"
+
+    configs = _runs(client, "e2e-tree", "e2e", "config")
+    folds = _runs(client, "e2e-tree", "e2e", "fold")
+    assert len(configs) == 2 and len(folds) == 2 * len(FOLDS)
+    assert {c.data.tags["mlflow.parentRunId"] for c in configs} == {sweep_run.info.run_id}
+    # The same parameter names on every configuration run: MLflow's compare view lines them up.
+    assert configs[0].data.params.keys() == configs[1].data.params.keys()
+    assert {c.data.params["dropout1"] for c in configs} == {"0.0", "0.2"}
+
+    tune_acc = _tune_final_results(tmp_path / "ray" / "e2e")
+    assert len(tune_acc) == 6
+    config_run_ids = {c.data.tags[TAG_CONFIG]: c.info.run_id for c in configs}
+    for fold_run in folds:
+        cfg, fold = fold_run.data.tags[TAG_CONFIG], int(fold_run.data.tags[TAG_FOLD])
+        assert fold_run.info.status == "FINISHED"
+        assert fold_run.data.tags["mlflow.parentRunId"] == config_run_ids[cfg]
+        assert fold_run.data.metrics["test_accuracy"] == pytest.approx(tune_acc[(cfg, fold)], abs=1e-12)
+        assert [m.step for m in client.get_metric_history(fold_run.info.run_id, "loss")] == [1]
+        artifacts = {a.path for a in client.list_artifacts(fold_run.info.run_id)}
+        assert {"confusion_matrix.png", "learning_curve.png", "test_report.json", "per_class_report.txt"} <= artifacts
+        report = json.loads(Path(client.download_artifacts(fold_run.info.run_id, "test_report.json", str(tmp_path))).read_text())
+        assert report["accuracy"] == pytest.approx(fold_run.data.metrics["test_accuracy"])
+    models = client.search_logged_models(experiment_ids=[sweep_run.info.experiment_id])
+    assert {m.source_run_id for m in models} == {f.info.run_id for f in folds}
+
+    for config_run in configs:
+        cfg = config_run.data.tags[TAG_CONFIG]
+        accs = [tune_acc[(cfg, f)] for f in FOLDS]
+        metrics = config_run.data.metrics
+        assert metrics["folds_completed"] == len(FOLDS)
+        assert metrics["cv_accuracy_mean"] == pytest.approx(statistics.fmean(accs))
+        assert metrics["cv_accuracy_std"] == pytest.approx(statistics.pstdev(accs))
+        assert [metrics[f"fold_{f}_accuracy"] for f in FOLDS] == pytest.approx(accs)
+
+    results = json.loads((tmp_path / "ray" / "e2e" / "results.json").read_text())
+    assert [c["cv_accuracy_mean"] for c in results["configurations"]] == sorted(
+        (c["cv_accuracy_mean"] for c in results["configurations"]), reverse=True
+    )
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--folds", "0,1"], "fold 0 is outside 1..10"),
+        (["--folds", "11"], "fold 11 is outside 1..10"),
+        (["--epochs", "-1"], "epochs must be >= 1"),
+        (["--set", "train.unknown=1"], "unknown key(s) unknown"),
+        (["--data-dir", "/nonexistent/us8k"], "not a directory"),
+    ],
+)
+def test_bad_arguments_fail_fast_with_a_message(tmp_path, capsys, extra, message):
+    started = time.monotonic()
+    assert main(["--storage-path", str(tmp_path), "--tracking-uri", f"sqlite:///{tmp_path}/m.db", *extra]) == 2
+    assert message in capsys.readouterr().err
+    assert time.monotonic() - started < 10
+
+
+def test_unreachable_tracking_server_fails_fast(tmp_path, capsys):
+    from conftest import free_port
+
+    started = time.monotonic()
+    uri = f"http://127.0.0.1:{free_port()}"
+    assert main(["--storage-path", str(tmp_path), "--tracking-uri", uri]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot reach the MLflow tracking server at {uri}" in err
+    assert time.monotonic() - started < 10
+
+
+def test_gpus_requested_on_a_cluster_without_gpus_fail_before_compute(ray_local, tmp_path, capsys):
+    started = time.monotonic()
+    code = main(["--gpus-per-worker", "1", "--storage-path", str(tmp_path), "--cache-dir", str(tmp_path / "c"),
+                 "--tracking-uri", f"sqlite:///{tmp_path}/m.db"])
+    assert code == 2
+    assert "but the Ray cluster has 0 GPU(s)" in capsys.readouterr().err
+    assert not (tmp_path / "c").exists()  # nothing generated or extracted
+    assert time.monotonic() - started < 20
+
+
+@pytest.mark.slow
+def test_resume_after_driver_killed_completes_each_pair_once(tiny_dataset_root, mlflow_server, tmp_path):
+    name, experiment = "resumed", "e2e-resume"
+    args = [sys.executable, "-m", "orchestration.cv_sweep", "--address", "local", "--max-concurrent", "1",
+            *_sweep_args(tiny_dataset_root, tmp_path, mlflow_server, name, experiment)]
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    log = (tmp_path / "first.log").open("w")
+    first = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    client = MlflowClient(mlflow_server)
+    deadline = time.monotonic() + 300
+    finished_before = {}
+    while time.monotonic() < deadline and first.poll() is None:
+        if client.get_experiment_by_name(experiment):
+            done = [r for r in _runs(client, experiment, name, "fold") if r.info.status == "FINISHED"]
+            if len(done) >= 2:
+                finished_before = {(r.data.tags[TAG_CONFIG], r.data.tags[TAG_FOLD]): r.info.end_time for r in done}
+                break
+        time.sleep(0.5)
+    assert first.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
+    os.killpg(first.pid, signal.SIGKILL)  # the driver and the Ray cluster it started
+    first.wait(timeout=30)
+    assert 2 <= len(finished_before) < 6
+
+    resumed = subprocess.run([*args, "--resume", name], capture_output=True, text=True, env=env, timeout=600)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert "[resumed]" in resumed.stdout
+
+    folds = _runs(client, experiment, name, "fold")
+    pairs = [(r.data.tags[TAG_CONFIG], r.data.tags[TAG_FOLD]) for r in folds]
+    assert len(pairs) == len(set(pairs)) == 6  # exactly one MLflow run per (configuration, fold)
+    states = {(r.data.tags[TAG_CONFIG], r.data.tags[TAG_FOLD]): (r.info.status, sorted(r.data.metrics)) for r in folds}
+    assert all(status == "FINISHED" and "test_accuracy" in metrics for status, metrics in states.values()), (
+        states, resumed.stdout[-3000:])
+    by_pair = {(r.data.tags[TAG_CONFIG], r.data.tags[TAG_FOLD]): r for r in folds}
+    for pair, end_time in finished_before.items():
+        assert by_pair[pair].info.end_time == end_time  # finished before the kill: not trained again
+    assert len(_tune_final_results(tmp_path / "ray" / name)) == 6
+    (sweep_run,) = _runs(client, experiment, name, "sweep")
+    assert sweep_run.info.status == "FINISHED"
+    for config_run in _runs(client, experiment, name, "config"):
+        assert config_run.data.metrics["folds_completed"] == 3
