@@ -1,0 +1,54 @@
+"""Smoke test of the training benchmark on tiny settings: it runs end to end and prints a
+table with the plain row and one row per Ray Train worker count (not a timed test)."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+from model.bench import TEST_FOLD, main, make_bench_featureset, prepare_arrays
+from model.config import TrainConfig
+
+pytestmark = pytest.mark.slow
+
+ROW = re.compile(
+    r"^(?P<name>plain tf_keras fit .*?|Ray Train \d+ workers? x \d+ CPU)\s+"
+    r"(?P<rate>\S+)\s+(?P<ratio>\S+)x\s+(?P<wall>\S+)\s+(?P<per_epoch>\S+)$"
+)
+
+
+def test_featureset_gives_about_the_requested_training_clips():
+    config = TrainConfig()
+    arrays = prepare_arrays(make_bench_featureset(300, seed=1), config)
+    assert 290 <= len(arrays["y_train"]) <= 310
+    assert arrays["x_train"].shape[1:] == (40, 174, 1)
+    assert len(arrays["y_val"]) > 0
+    assert len(arrays["y_test"]) > 0
+    assert make_bench_featureset(300, seed=1).folds.tolist().count(TEST_FOLD) == len(
+        arrays["y_test"]
+    )
+    # Seeded: the same seed gives the same clips, another seed other clips.
+    again = prepare_arrays(make_bench_featureset(300, seed=1), config)
+    assert np.array_equal(arrays["x_train"], again["x_train"])
+    other = make_bench_featureset(300, seed=2).features
+    assert not np.array_equal(make_bench_featureset(300, seed=1).features, other)
+
+
+def test_bench_prints_three_rows_with_positive_numbers(ray_local, capsys):
+    code = main(["--epochs", "1", "--warmup", "1", "--samples", "64", "--batch-size", "8"])
+    out = capsys.readouterr().out
+    assert code == 0
+    rows = [m for m in (ROW.match(line) for line in out.splitlines()) if m]
+    names = [m["name"] for m in rows]
+    assert len(rows) == 3, out
+    assert names[0].startswith("plain tf_keras fit")
+    assert names[1] == "Ray Train 1 worker x 2 CPU"
+    assert names[2] == "Ray Train 2 workers x 1 CPU"
+    for m in rows:
+        for key in ("rate", "ratio", "wall", "per_epoch"):
+            assert float(m[key]) > 0, (key, m[0])
+    assert float(rows[0]["ratio"]) == 1.0
+    assert "target: Ray Train (1 worker) >= 0.9x plain:" in out
+    assert "CPU 60 s/epoch, 1 GPU 2 s/epoch, 2 GPUs 1 s/epoch" in out
