@@ -229,19 +229,19 @@ def random_configurations(space: dict[str, Any], n: int, seed: int) -> list[dict
     return out
 
 
-def tune_search_space(space: dict[str, Any]) -> dict[str, Any]:
-    """The space in Ray Tune's sampling primitives (for OptunaSearch)."""
-    from ray import tune
+def optuna_space(space: dict[str, Any]) -> dict[str, Any]:
+    """The space as Optuna distributions (what OptunaSearch takes when not given a param_space)."""
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
     out = {}
     for name, spec in space.items():
         kind, args = ("choice", spec) if isinstance(spec, list) else next(iter(spec.items()))
-        out[name] = {
-            "choice": lambda a: tune.choice(a),
-            "uniform": lambda a: tune.uniform(*a),
-            "loguniform": lambda a: tune.loguniform(*a),
-            "randint": lambda a: tune.randint(int(a[0]), int(a[1])),
-        }[kind](args)
+        if kind == "choice":
+            out[name] = CategoricalDistribution(args)
+        elif kind == "randint":  # [lo, hi), as random search draws it
+            out[name] = IntDistribution(int(args[0]), int(args[1]) - 1)
+        else:
+            out[name] = FloatDistribution(float(args[0]), float(args[1]), log=kind == "loguniform")
     return out
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import pickle
 import statistics
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from ray.tune.search import Searcher
@@ -21,7 +23,9 @@ SCORE = "cv_accuracy_mean"
 
 class FoldExpander(Searcher):
     def __init__(self, inner: Searcher, folds: tuple[int, ...], fold_metric: str = "test_accuracy") -> None:
-        super().__init__(metric=SCORE, mode="max")
+        # No metric at the Tune level: trials report per-fold numbers, never SCORE itself (Tune
+        # would reject every result for lacking it); the inner searcher gets SCORE below.
+        super().__init__(metric=None, mode=None)
         self.inner = inner
         self.folds = tuple(folds)
         self.fold_metric = fold_metric
@@ -75,11 +79,18 @@ class FoldExpander(Searcher):
         self.__dict__.update(state)
 
     def save(self, checkpoint_path: str) -> None:
+        # OptunaSearch has no get_state, only save/restore to a file: nest its file's bytes.
+        inner_path = Path(checkpoint_path + ".inner")
+        self.inner.save(str(inner_path))
         with open(checkpoint_path, "wb") as fh:
-            pickle.dump({"self": self.get_state(), "inner": self.inner.get_state()}, fh)
+            pickle.dump({"self": self.get_state(), "inner": inner_path.read_bytes()}, fh)
+        inner_path.unlink()
 
     def restore(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "rb") as fh:
             state = pickle.load(fh)
         self.set_state(state["self"])
-        self.inner.set_state(state["inner"])
+        with tempfile.TemporaryDirectory() as tmp:
+            inner_path = Path(tmp) / "inner.pkl"
+            inner_path.write_bytes(state["inner"])
+            self.inner.restore(str(inner_path))

@@ -14,7 +14,7 @@ from typing import Any
 
 from features.cache import default_cache_dir
 from orchestration.callback import MLflowSweepCallback, ProgressCallback
-from orchestration.config import tune_search_space
+from orchestration.config import optuna_space
 from orchestration.cv_sweep import (
     TRIAL_DRIVER_CPU,
     Plan,
@@ -255,7 +255,7 @@ def _search_alg(plan: Plan):
 
     sweep = plan.spec.sweep
     inner = OptunaSearch(
-        space=tune_search_space(sweep.search_space), metric="cv_accuracy_mean", mode="max", seed=sweep.seed
+        space=optuna_space(sweep.search_space), metric="cv_accuracy_mean", mode="max", seed=sweep.seed
     )
     return FoldExpander(inner, sweep.folds)
 
