@@ -53,6 +53,7 @@ class ExtractionResult:
     extracted_folds: tuple[int, ...]
     seconds: float
     entries: tuple[FoldEntry, ...]
+    nodes: tuple[str, ...] = ()  # Ray node ids that ran extraction tasks in this run
 
     @property
     def clips_per_second(self) -> float:
@@ -67,7 +68,7 @@ class ExtractionResult:
         if self.extracted_folds:
             lines.append(
                 f"extracted {self.extracted_clips} clips of folds {', '.join(map(str, self.extracted_folds))} "
-                f"in {self.seconds:.1f} s ({self.clips_per_second:.1f} clips/s)"
+                f"in {self.seconds:.1f} s ({self.clips_per_second:.1f} clips/s) on {len(self.nodes)} node(s)"
             )
         if self.cached_folds:
             lines.append(f"loaded from cache (no extraction): folds {', '.join(map(str, self.cached_folds))}")
@@ -127,7 +128,7 @@ def extract_features(
     parts: dict[int, tuple[FeatureSet, list[Failure]]] = {
         f: read_fold(entries[f]) for f in index.folds if f not in todo
     }
-    extracted = 0
+    extracted, nodes = 0, set()
     if todo:
         rows = index.table[index.table["fold"].isin(todo)]
         extracted = len(rows)
@@ -136,7 +137,7 @@ def extract_features(
             write_fold(entries[fold], config, fs, failures, {"dataset_root": str(index.root), "seconds": seconds})
             parts[fold] = (fs, failures)
 
-        _run_ray_extraction(rows, config, todo, on_fold_done, batch_size, transport, progress)
+        nodes = _run_ray_extraction(rows, config, todo, on_fold_done, batch_size, transport, progress)
     ordered = [parts[f] for f in index.folds]
     return ExtractionResult(
         featureset=concat([p[0] for p in ordered], config),
@@ -146,6 +147,7 @@ def extract_features(
         extracted_folds=tuple(todo),
         seconds=time.perf_counter() - started,
         entries=tuple(entries[f] for f in index.folds),
+        nodes=tuple(sorted(nodes)),
     )
 
 
@@ -161,7 +163,8 @@ def _run_ray_extraction(
     batch_size: int | None,
     transport: Transport,
     progress: bool,
-) -> None:
+) -> set[str]:
+    """Run the batches; returns the ids of the nodes that ran them."""
     import ray
 
     if not ray.is_initialized():
@@ -184,6 +187,7 @@ def _run_ray_extraction(
         return remote.options(**options).remote(items, config_ref)
 
     bar = _progress_bar(len(rows), progress)
+    nodes: set[str] = set()
     pending: dict = {}
     queue = list(reversed(batches))
     max_in_flight = 2 * cpus  # bounds driver memory when shipping bytes
@@ -194,7 +198,8 @@ def _run_ray_extraction(
         done, _ = ray.wait(list(pending), num_returns=1)
         ids = pending.pop(done[0])
         try:
-            got_ids, feats, failed = ray.get(done[0])
+            got_ids, feats, failed, node = ray.get(done[0])
+            nodes.add(node)
         except (ray.exceptions.RayError, OSError) as exc:
             if len(ids) > 1:  # isolate the clip that crashed the worker: retry one by one
                 for i in ids:
@@ -204,6 +209,7 @@ def _run_ray_extraction(
         tracker.add(got_ids, feats, failed)
         bar.update(len(ids))
     bar.close()
+    return nodes
 
 
 def _auto_transport() -> Transport:
@@ -221,7 +227,9 @@ def _auto_transport() -> Transport:
 
 
 def _extract_batch_task(items, config_dict):
-    return extract_batch(items, FeatureConfig.from_dict(config_dict))
+    import ray
+
+    return (*extract_batch(items, FeatureConfig.from_dict(config_dict)), ray.get_runtime_context().get_node_id())
 
 
 def _read_bytes(path: str) -> bytes | str:

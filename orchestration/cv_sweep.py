@@ -222,7 +222,9 @@ def check_cluster(spec: SweepSpec, resources: dict[str, float]) -> tuple[float, 
     fit = int(cpus_total // (sweep.cpus_per_worker * sweep.workers_per_trial))
     if gpus > 0:
         fit = min(fit, int(gpus_total // (gpus * sweep.workers_per_trial)))
-    return gpus, max(1, min(sweep.max_concurrent or fit, fit if sweep.max_concurrent is None else sweep.max_concurrent))
+    # An explicit --max-concurrent may exceed what fits now: queued trials make an autoscaling
+    # cluster add nodes. By default, run what fits (each waiting trial would hold a process).
+    return gpus, sweep.max_concurrent or max(1, fit)
 
 
 SPEC_FILE = "us8k_sweep.json"

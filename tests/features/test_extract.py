@@ -30,6 +30,7 @@ def test_parallel_extraction_equals_serial(ray_local, tiny_dataset, tmp_path):
     result = extract_features(tiny_dataset, CONFIG, tmp_path, batch_size=16, progress=False)
     assert result.extracted_clips == len(tiny_dataset) and not result.failures
     assert result.extracted_folds == tuple(range(1, 11)) and result.cached_folds == ()
+    assert len(result.nodes) == 1  # the one local node
     fs = result.featureset
     table = tiny_dataset.table.sort_values("fold", kind="stable")
     assert fs.file_names.tolist() == table["slice_file_name"].tolist()

@@ -120,5 +120,9 @@ def test_override_parses_yaml_values():
     data: dict = {}
     apply_override(data, "sweep.search_space.learning_rate=[1e-4, 1e-3]")
     apply_override(data, "train.normalise=false")
-    assert data == {"sweep": {"search_space": {"learning_rate": [1e-4, 1e-3]}}, "train": {"normalise": False}}
+    apply_override(data, "train.mixed_precision=off")  # YAML 1.1 would make this False
+    assert data == {
+        "sweep": {"search_space": {"learning_rate": [1e-4, 1e-3]}},
+        "train": {"normalise": False, "mixed_precision": "off"},
+    }
     assert SweepConfig.from_dict(data["sweep"]).search_space == {"learning_rate": [1e-4, 1e-3]}
