@@ -29,6 +29,7 @@ TensorFlow is imported inside the functions, so importing this module is cheap.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -177,16 +178,40 @@ def _fit(tf, keras, model, fold, state, best_weights, settings, train_config, ra
         snapshot=lambda: _snapshot_extras(settings, fold, train_config, world_size),
         samples_per_epoch=steps * global_batch,
     )
-    model.fit(
-        train_ds,
-        validation_data=val_ds,
-        epochs=train_config.epochs,
-        initial_epoch=state.epoch,
-        steps_per_epoch=steps,
-        callbacks=[reporter.as_callback(keras)],
-        verbose=0,
-    )
+    with _no_autotune_threads():
+        model.fit(
+            train_ds,
+            validation_data=val_ds,
+            epochs=train_config.epochs,
+            initial_epoch=state.epoch,
+            steps_per_epoch=steps,
+            callbacks=[reporter.as_callback(keras)],
+            verbose=0,
+        )
     return reporter.best_weights
+
+
+@contextlib.contextmanager
+def _no_autotune_threads():
+    """Iterators created inside get no tf.data autotune thread (tf.data debug mode).
+
+    Why: destroying an iterator joins its autotune thread, and that thread can miss the
+    wake-up (TF 2.21: Model::OptimizeLoop re-checks IsCancelled() before
+    CancellationManager sets it, so it sleeps out its period, which doubles up to 60 s). At
+    the end of fit() that cost 10-50 s with 1 CPU. options.autotune.enabled=False cannot
+    reach the per-device datasets MultiWorkerMirroredStrategy's MultiDeviceIterator builds
+    with default options; debug mode can. Our pipelines are built before entering and have
+    no map functions (which debug mode would run eagerly); inside, it also drops the
+    strategy's 1-element device prefetch. It is process-global, hence restored on exit.
+    """
+    from tensorflow.python.data.ops import debug_mode  # no public way to turn it off again
+
+    previous = debug_mode.DEBUG_MODE
+    debug_mode.toggle_debug_mode(True)
+    try:
+        yield
+    finally:
+        debug_mode.toggle_debug_mode(previous)
 
 
 class _PhaseTimer:
@@ -331,8 +356,8 @@ def make_dataset(
     last partial batch dropped so all workers run the same steps. Training runs its k
     remaining epochs through one iterator because fit() otherwise rebuilds the distributed
     iterator (and re-runs the auto-shard rewrite) every epoch, seconds each with two
-    workers; a finite k rather than repeat() lets that iterator end cleanly (tearing down an
-    endless one stalled fit() ~15 s).
+    workers; a finite k rather than repeat() lets that iterator end cleanly (the stall once
+    seen tearing down an endless one was the autotune race that _no_autotune_threads avoids).
     """
     ds = tf.data.Dataset.from_tensor_slices((x, y))
     if train_passes:
