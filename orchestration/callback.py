@@ -1,10 +1,13 @@
 """Driver-side Tune callback that mirrors trials into the MLflow run tree.
 
-Tune calls it in the driver process for every trial event, one at a time: trial start creates
-(or, on resume, finds) the fold run; every epoch result becomes a step of its metrics; trial
-completion logs test metrics, the report, figures and the model from the final checkpoint and
-refreshes the configuration's CV mean/std. The callback is pickled into Tune's experiment
-state, so it keeps only plain settings and rebuilds its MLflow client after a restore.
+Tune calls it in the driver process for every trial event: trial start creates (or, on resume,
+finds) the fold run; every epoch result becomes a step of its metrics; trial completion logs
+test metrics, the report, figures and the model from the final checkpoint and refreshes the
+configuration's CV mean/std. The writes run in order on one background thread, so Tune keeps
+scheduling trials while a model is being logged (seconds per fold) and no two threads write to
+the tracking store at once. The callback is pickled into Tune's experiment state: it keeps only
+plain settings, rebuilds its client after a restore, and then logs any trial Tune finished
+that MLflow missed (the driver died between the two).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import logging
 import tempfile
 import traceback
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -47,12 +51,12 @@ class MLflowSweepCallback(Callback):
         self.storage_path = storage_path
         self.log_models = log_models
         self._tracker: SweepTracker | None = None
-        self.completed: dict[tuple[str, int], dict[str, Any]] = {}
+        self._writer: ThreadPoolExecutor | None = None
+        self._reconciled = False
 
     def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
-        state["_tracker"] = None  # an MLflow client (and its DB engine) is not picklable
-        return state
+        # An MLflow client (and its DB engine) and a thread pool are not picklable.
+        return {**self.__dict__, "_tracker": None, "_writer": None, "_reconciled": False}
 
     @property
     def tracker(self) -> SweepTracker:
@@ -65,45 +69,83 @@ class MLflowSweepCallback(Callback):
         """Use the driver's tracker (already holding the sweep run) instead of building one."""
         self._tracker = tracker
 
+    def flush(self) -> None:
+        """Wait for every queued write (called when the experiment ends)."""
+        if self._writer is not None:
+            self._writer.shutdown(wait=True)
+            self._writer = None
+
+    def _submit(self, what: str, fn: Callable[..., None], *args: Any) -> None:
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlflow-writer")
+        self._writer.submit(self._guarded, what, fn, *args)
+
+    @staticmethod
+    def _guarded(what: str, fn: Callable[..., None], *args: Any) -> None:
+        try:
+            fn(*args)
+        except Exception:  # a tracking problem must not stop the sweep
+            log.exception("MLflow logging failed: %s", what)
+
     # ------------------------------------------------------------------ Tune hooks
 
+    def on_step_begin(self, iteration: int, trials: list, **info) -> None:
+        if not self._reconciled:
+            self._reconciled = True
+            finished = [(dict(t.config), dict(t.last_result)) for t in trials
+                        if t.status == "TERMINATED" and (t.last_result or {}).get(FINAL_KEY)]
+            if finished:
+                self._submit("reconcile", self._reconcile, finished)
+
     def on_trial_start(self, iteration: int, trials: list, trial, **info) -> None:
-        self._fold_run(trial.config)
+        self._submit("fold run", self._fold_run, dict(trial.config))
 
     def on_trial_result(self, iteration: int, trials: list, trial, result: dict, **info) -> None:
         if result.get(FINAL_KEY) or result.get(REUSED_KEY):
             return  # the final report repeats the best epoch's numbers: not a new step
-        self.tracker.log_epoch(self._fold_run(trial.config), result)
+        self._submit("epoch", self._log_epoch, dict(trial.config), dict(result))
 
     def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
-        config, result = trial.config, trial.last_result or {}
-        key = (config["config_id"], int(config["fold"]))
-        if result.get(REUSED_KEY):
-            self.completed[key] = result
-            return
-        run_id = self._fold_run(config)
-        try:
-            self._log_final(run_id, config, result)
-        except Exception:
-            log.exception("MLflow logging of %s fold %s failed", *key)
-            self.tracker.client.set_tag(run_id, "us8k.logging_error", traceback.format_exc()[-4000:])
-            self.tracker.client.set_terminated(run_id, "FINISHED")
-        self.completed[key] = result
-        self.tracker.update_config(config["config_id"], self.folds_total)
+        result = dict(trial.last_result or {})
+        if not result.get(REUSED_KEY):
+            self._submit("fold result", self._finish, dict(trial.config), result)
 
     def on_trial_error(self, iteration: int, trials: list, trial, **info) -> None:
-        run_id = self._fold_run(trial.config)
         error = getattr(trial, "error_file", None) or "trial failed"
-        self.tracker.fail_fold(run_id, f"trial {trial.trial_id} failed; see {error}")
-        self.tracker.update_config(trial.config["config_id"], self.folds_total)
+        self._submit("fold error", self._fail, dict(trial.config), f"trial {trial.trial_id} failed; see {error}")
 
-    # ------------------------------------------------------------------ helpers
+    def on_experiment_end(self, trials: list, **info) -> None:
+        self.flush()
+
+    # ------------------------------------------------------------------ writes (writer thread)
 
     def _fold_run(self, config: Mapping[str, Any]) -> str:
         cfg_id, fold = config["config_id"], int(config["fold"])
         params = self.fold_params(config["params"])
         self.tracker.config_run(cfg_id, self.config_label(config["params"]), params, self.searched)
         return self.tracker.fold_run(cfg_id, fold, params)
+
+    def _log_epoch(self, config: Mapping[str, Any], result: Mapping[str, Any]) -> None:
+        self.tracker.log_epoch(self._fold_run(config), result)
+
+    def _finish(self, config: Mapping[str, Any], result: Mapping[str, Any]) -> None:
+        run_id = self._fold_run(config)
+        try:
+            self._log_final(run_id, config, result)
+        except Exception:
+            log.exception("MLflow logging of %s fold %s failed", config["config_id"], config["fold"])
+            self.tracker.client.set_tag(run_id, "us8k.logging_error", traceback.format_exc()[-4000:])
+            self.tracker.client.set_terminated(run_id, "FINISHED")
+        self.tracker.update_config(config["config_id"], self.folds_total)
+
+    def _fail(self, config: Mapping[str, Any], message: str) -> None:
+        self.tracker.fail_fold(self._fold_run(config), message)
+        self.tracker.update_config(config["config_id"], self.folds_total)
+
+    def _reconcile(self, finished: list[tuple[dict, dict]]) -> None:
+        for config, result in finished:
+            if not self.tracker.is_fold_finished(config["config_id"], int(config["fold"])):
+                self._finish(config, result)
 
     def _log_final(self, run_id: str, config: Mapping[str, Any], result: Mapping[str, Any]) -> None:
         title = f"{config['config_id']} fold {config['fold']}"

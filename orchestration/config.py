@@ -57,7 +57,7 @@ DISTRIBUTIONS = ("uniform", "loguniform", "randint", "choice")
 # The embedded default: two configurations, the reference hyper-parameters and a 10x learning
 # rate, over all ten folds. Without --data-dir the demo also shortens training (DEMO_TRAIN).
 DEFAULT_SEARCH_SPACE: dict[str, Any] = {"learning_rate": [1e-4, 1e-3]}
-DEMO_TRAIN: dict[str, Any] = {"epochs": 3, "batch_size": 32, "bn_momentum": 0.9, "checkpoint_every": 0}
+DEMO_TRAIN: dict[str, Any] = {"epochs": 6, "batch_size": 32, "bn_momentum": 0.9, "checkpoint_every": 0}
 
 
 @dataclass(frozen=True)
@@ -98,7 +98,8 @@ class SweepConfig:
         _positive_int("workers_per_trial", self.workers_per_trial)
         if self.max_concurrent is not None:
             _positive_int("max_concurrent", self.max_concurrent)
-        _check("cpus_per_worker", self.cpus_per_worker, self.cpus_per_worker > 0, "must be > 0")
+        # >= 0.1: each trial's driver takes 0.01 CPU out of its workers' share (orchestration.trial).
+        _check("cpus_per_worker", self.cpus_per_worker, self.cpus_per_worker >= 0.1, "must be >= 0.1")
         if self.gpus_per_worker is not None:
             _check("gpus_per_worker", self.gpus_per_worker, self.gpus_per_worker >= 0, "must be >= 0")
         if self.time_budget_s is not None:

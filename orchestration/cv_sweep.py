@@ -35,10 +35,6 @@ from orchestration.config import (
 )
 from orchestration.tracking import TrackingError, check_tracking_uri, resolve_tracking_uri
 
-# The Tune trial only drives Ray Train (its workers hold the CPUs/GPUs): a token CPU share keeps
-# it schedulable everywhere without taking a core from training.
-TRIAL_DRIVER_CPU = 0.01
-
 
 class SweepError(Exception):
     """A problem the user must fix; printed without a traceback, exit code 2."""
@@ -71,7 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--time-budget", type=float, help="stop scheduling new trials after this many seconds")
     res = p.add_argument_group("resources")
     res.add_argument("--workers-per-trial", type=int, help="Ray Train workers per trial (default 1)")
-    res.add_argument("--cpus-per-worker", type=float, help="CPUs per Train worker (default 1)")
+    res.add_argument("--cpus-per-worker", type=float,
+                     help="CPUs per Train worker (default 1; TensorFlow gets that many threads, rounded)")
     res.add_argument("--gpus-per-worker", type=float, help="GPUs per Train worker (default: 1 if the cluster has GPUs)")
     res.add_argument("--address", help="Ray cluster address (default: ray.init()'s own: RAY_ADDRESS or local)")
     out = p.add_argument_group("tracking and storage")
@@ -214,12 +211,13 @@ def check_cluster(spec: SweepSpec, resources: dict[str, float]) -> tuple[float, 
             "cluster (--address, see README 'Run on a cluster')."
         )
     cpus_total = resources.get("CPU", 0.0)
-    if cpus_total < sweep.cpus_per_worker * sweep.workers_per_trial:
+    per_trial = sweep.cpus_per_worker * sweep.workers_per_trial  # the trial driver's share included
+    if cpus_total < per_trial:
         raise SweepError(
             f"{sweep.workers_per_trial} worker(s) x {sweep.cpus_per_worker:g} CPU requested per trial, but the "
             f"Ray cluster has {cpus_total:g} CPU(s); lower --workers-per-trial or --cpus-per-worker."
         )
-    fit = int(cpus_total // (sweep.cpus_per_worker * sweep.workers_per_trial))
+    fit = int(cpus_total // per_trial)
     if gpus > 0:
         fit = min(fit, int(gpus_total // (gpus * sweep.workers_per_trial)))
     # An explicit --max-concurrent may exceed what fits now: queued trials make an autoscaling

@@ -16,7 +16,6 @@ from features.cache import default_cache_dir
 from orchestration.callback import MLflowSweepCallback, ProgressCallback
 from orchestration.config import optuna_space
 from orchestration.cv_sweep import (
-    TRIAL_DRIVER_CPU,
     Plan,
     SweepError,
     with_cluster,
@@ -24,7 +23,13 @@ from orchestration.cv_sweep import (
 )
 from orchestration.results import ConfigResult, collect_results, format_report, write_results
 from orchestration.tracking import SweepTracker
-from orchestration.trial import TrialSettings, pair_key, run_fold_trial, trial_train_config
+from orchestration.trial import (
+    TRIAL_DRIVER_CPU,
+    TrialSettings,
+    pair_key,
+    run_fold_trial,
+    trial_train_config,
+)
 
 # Quiet C++ logging of TensorFlow in every process started from here (workers inherit it).
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -63,7 +68,10 @@ def run_sweep(plan: Plan) -> Outcome:
     tuner = _tuner(plan, features_ref, callback, settings)
     if not plan.resume:
         write_stored_spec(plan)
-    grid = tuner.fit()
+    try:
+        grid = tuner.fit()
+    finally:
+        callback.flush()  # MLflow writes queued on the callback's thread land before results are read
     results = collect_results(grid, plan.spec.sweep.folds)
     wall = time.time() - started
     out_dir = Path(_local_results_dir(plan))

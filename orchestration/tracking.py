@@ -218,6 +218,10 @@ class SweepTracker:
         self.client.set_tag(run_id, "us8k.error", error[:5000])
         self.client.set_terminated(run_id, "FAILED")
 
+    def is_fold_finished(self, cfg_id: str, fold: int) -> bool:
+        run_id = self._find({TAG_KIND: "fold", TAG_CONFIG: cfg_id, TAG_FOLD: str(fold)})
+        return run_id is not None and self.client.get_run(run_id).info.status == "FINISHED"
+
     def fold_accuracies(self, cfg_id: str) -> dict[int, float]:
         """test_accuracy of each finished fold run of a configuration, read back from MLflow."""
         runs = self.client.search_runs(

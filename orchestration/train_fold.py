@@ -85,7 +85,8 @@ def train_fold(
             test_fold,
             train_config,
             use_gpu=use_gpu,
-            intra_op_threads=max(1, int(cpus)),
+            # Rounded: 1.99 CPUs (a whole node minus a trial driver's 0.01) still means 2 threads.
+            intra_op_threads=max(1, round(cpus)),
             class_names=class_names,
         ),
         scaling_config=ScalingConfig(

@@ -15,6 +15,11 @@ from typing import Any
 
 from model.config import TrainConfig
 
+# The Tune trial only drives Ray Train; its workers hold the CPUs/GPUs. Ray needs a positive
+# CPU share for the driver, so it is taken out of the workers' reservation: a trial of N workers
+# x C CPUs reserves exactly N x C CPUs, and two 1-CPU trials fit a 2-CPU machine side by side.
+TRIAL_DRIVER_CPU = 0.01
+
 # Keys Tune sees on a trial's final result (besides the epoch metrics).
 FINAL_KEY = "final"
 REUSED_KEY = "reused"
@@ -32,6 +37,11 @@ class TrialSettings:
     sweep_name: str
     train_max_failures: int
     finished: dict[str, dict[str, float]] = field(default_factory=dict)  # "cfg/fold" -> final metrics
+
+
+def worker_cpus(cpus_per_worker: float, workers: int) -> float:
+    """CPUs each Train worker reserves: its share minus its part of the trial driver's."""
+    return cpus_per_worker - TRIAL_DRIVER_CPU / workers
 
 
 def pair_key(cfg_id: str, fold: int) -> str:
@@ -54,7 +64,7 @@ def run_fold_trial(config: dict[str, Any], *, features: Any, settings: TrialSett
     if done is not None:
         tune.report({**done, FINAL_KEY: 1, REUSED_KEY: 1})
         return
-    resources = {"CPU": settings.cpus_per_worker}
+    resources = {"CPU": worker_cpus(settings.cpus_per_worker, settings.workers_per_trial)}
     if settings.gpus_per_worker:
         resources["GPU"] = settings.gpus_per_worker
     train_fold(

@@ -45,6 +45,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.fixture
+def unused_port() -> int:
+    """A loopback TCP port nothing listens on (fixture: `conftest` is ambiguous as a module name)."""
+    return free_port()
+
+
 @pytest.fixture(scope="session")
 def mlflow_server(tmp_path_factory):
     """A real `mlflow server` process on loopback (sqlite backend, served artifacts); its URI."""

@@ -122,11 +122,9 @@ def test_bad_arguments_fail_fast_with_a_message(tmp_path, capsys, extra, message
     assert time.monotonic() - started < 10
 
 
-def test_unreachable_tracking_server_fails_fast(tmp_path, capsys):
-    from conftest import free_port
-
+def test_unreachable_tracking_server_fails_fast(tmp_path, capsys, unused_port):
     started = time.monotonic()
-    uri = f"http://127.0.0.1:{free_port()}"
+    uri = f"http://127.0.0.1:{unused_port}"
     assert main(["--storage-path", str(tmp_path), "--tracking-uri", uri]) == 2
     err = capsys.readouterr().err
     assert f"cannot reach the MLflow tracking server at {uri}" in err

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers_features import make_tiny_featureset
 from ray import cloudpickle
 from ray.train import UserCallback
 
+from features.toy import make_toy_featureset
 from model.config import TrainConfig
 from model.data import Normaliser, apply_normaliser, as_model_input
 from model.train_loop import (
@@ -51,7 +51,7 @@ class ReportRecorder(UserCallback):
 
 @pytest.fixture(scope="module")
 def features_ref(ray_local):
-    return ray_local.put(make_tiny_featureset(frames=44))
+    return ray_local.put(make_toy_featureset(frames=44))
 
 
 def _records(path: Path) -> list[dict]:
@@ -91,7 +91,7 @@ def test_two_workers_learn_and_ship_a_model(ray_local, features_ref, tmp_path):
         state = json.loads((Path(directory) / STATE_FILE).read_text())
         model = load_model(directory)
         normaliser = Normaliser.from_dict(state["normaliser"])
-    fs = make_tiny_featureset(frames=44)
+    fs = make_toy_featureset(frames=44)
     test_rows = np.flatnonzero(fs.folds == TEST_FOLD)
     assert state["split_sizes"]["test"] == len(test_rows)
     assert report["test"]["num_samples"] == len(test_rows)

@@ -1,4 +1,4 @@
-"""A tiny, learnable FeatureSet for model and training tests (no audio, no extraction).
+"""A tiny, learnable FeatureSet (no audio, no extraction) for tests and training benchmarks.
 
 Every class has its own spectro-temporal signature: a band of energy at a class-specific
 mel position, steady for even classIDs and pulsed (class-specific period) for odd ones.
@@ -14,7 +14,7 @@ from features.featureset import FeatureSet
 from features.us8k import FOLDS, NUM_CLASSES
 
 
-def make_tiny_featureset(
+def make_toy_featureset(
     *,
     bands: int = 40,
     frames: int = 174,
@@ -24,6 +24,8 @@ def make_tiny_featureset(
     seed: int = 0,
 ) -> FeatureSet:
     """About 300 clips (10 classes x 10 folds x 2 recordings x 1-2 clips), seeded."""
+    if frames < 12:  # four 3x3 convolutions and a 2x2 pool need at least this many
+        raise ValueError(f"frames must be >= 12, got {frames}")
     rng = np.random.default_rng(seed)
     rows: list[np.ndarray] = []
     labels: list[int] = []
