@@ -57,7 +57,7 @@ DISTRIBUTIONS = ("uniform", "loguniform", "randint", "choice")
 # The embedded default: two configurations, the reference hyper-parameters and a 10x learning
 # rate, over all ten folds. Without --data-dir the demo also shortens training (DEMO_TRAIN).
 DEFAULT_SEARCH_SPACE: dict[str, Any] = {"learning_rate": [1e-4, 1e-3]}
-DEMO_TRAIN: dict[str, Any] = {"epochs": 6, "batch_size": 32, "bn_momentum": 0.9, "checkpoint_every": 0}
+DEMO_TRAIN: dict[str, Any] = {"epochs": 10, "batch_size": 32, "bn_momentum": 0.9, "checkpoint_every": 0}
 
 
 @dataclass(frozen=True)
