@@ -687,12 +687,12 @@ def load_report(checkpoint_dir: str | os.PathLike) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
-def load_model(checkpoint_dir: str | os.PathLike):
-    """The final checkpoint's best-epoch model (tf_keras, compiled)."""
+def load_model(checkpoint_dir: str | os.PathLike, *, compile: bool = True):
+    """The final checkpoint's best-epoch model (tf_keras; compiled unless ``compile=False``)."""
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     import tf_keras as keras
 
     path = Path(checkpoint_dir) / MODEL_FILE
     if not path.exists():
         raise FileNotFoundError(f"{path}: not a final checkpoint (no {MODEL_FILE})")
-    return keras.models.load_model(path)
+    return keras.models.load_model(path, compile=compile)

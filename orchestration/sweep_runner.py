@@ -63,6 +63,8 @@ def run_sweep(plan: Plan) -> Outcome:
     )
     features_ref = ray.put(featureset)
     callback = _callback(plan)
+    if callback.log_models:
+        _import_tensorflow_quietly()
     callback.attach(tracker)
     settings = _settings(plan, tracker)
     tuner = _tuner(plan, features_ref, callback, settings)
@@ -88,6 +90,28 @@ def run_sweep(plan: Plan) -> Outcome:
 
 
 # ---------------------------------------------------------------------------------------------
+
+
+def _import_tensorflow_quietly() -> None:
+    """Import TensorFlow now, with the process's native stderr pointed at /dev/null.
+
+    The driver needs TensorFlow only to log models to MLflow. TensorFlow 2.21 prints start-up
+    INFO lines (oneDNN, CUDA probing) from C++ before its logging is set up, ignoring
+    TF_CPP_MIN_LOG_LEVEL; imported later on the MLflow writer thread they would land in the
+    middle of the progress lines. An import error still raises, after stderr is restored.
+    """
+    if "tensorflow" in sys.modules:
+        return
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        import tensorflow  # noqa: F401
+        import tf_keras  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def _init_ray(address: str | None, verbose: bool) -> None:

@@ -207,12 +207,20 @@ class SweepTracker:
 
         from model.train_loop import load_model
 
-        model = load_model(checkpoint_dir)
+        model = load_model(checkpoint_dir, compile=False)  # for inference: no optimizer state
         mlflow.set_tracking_uri(self.tracking_uri)
         with mlflow.start_run(run_id=run_id, nested=True):
-            # Explicit requirements: inferring them starts a subprocess that imports TensorFlow
-            # again, ~10 CPU-seconds per fold on the driver.
-            mlflow.tensorflow.log_model(model, name="model", pip_requirements=_model_requirements())
+            mlflow.tensorflow.log_model(
+                model,
+                name="model",
+                # Explicit requirements: inferring them starts a subprocess that imports
+                # TensorFlow again, ~10 CPU-seconds per fold on the driver.
+                pip_requirements=_model_requirements(),
+                signature=_model_signature(model),
+                # tf_keras enables its native .keras format per thread, only in the thread that
+                # imported it; on the callback's writer thread a "model.keras" would be HDF5.
+                keras_model_kwargs={"save_format": "keras_v3"},
+            )
 
     def fail_fold(self, run_id: str, error: str) -> None:
         self.client.set_tag(run_id, "us8k.error", error[:5000])
@@ -297,3 +305,15 @@ def _param_value(value: Any) -> str:
 
 def _finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _model_signature(model: Any) -> Any:
+    """float32 (batch, mel bands, frames, 1) in, class probabilities out: serving checks inputs."""
+    import numpy as np
+    from mlflow.models import ModelSignature
+    from mlflow.types import Schema, TensorSpec
+
+    def spec(shape: tuple) -> Schema:
+        return Schema([TensorSpec(np.dtype(np.float32), (-1, *shape[1:]))])
+
+    return ModelSignature(inputs=spec(model.input_shape), outputs=spec(model.output_shape))

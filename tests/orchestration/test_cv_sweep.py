@@ -10,8 +10,11 @@ import statistics
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
+import mlflow
+import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
@@ -89,6 +92,15 @@ def test_sweep_logs_the_run_tree_and_agrees_with_tune(ray_local, tiny_dataset_ro
         assert report["accuracy"] == pytest.approx(fold_run.data.metrics["test_accuracy"])
     models = client.search_logged_models(experiment_ids=[sweep_run.info.experiment_id])
     assert {m.source_run_id for m in models} == {f.info.run_id for f in folds}
+    # A logged model carries its input signature and predicts class probabilities.
+    mlflow.set_tracking_uri(mlflow_server)
+    shape = mlflow.models.get_model_info(models[0].model_uri).signature.inputs.inputs[0].shape
+    assert shape[0] == -1 and shape[1] == 40 and shape[3] == 1
+    probabilities = mlflow.pyfunc.load_model(models[0].model_uri).predict(np.zeros((2, *shape[1:]), np.float32))
+    assert np.asarray(probabilities).shape == (2, 10)
+    assert np.allclose(np.asarray(probabilities).sum(axis=1), 1.0, atol=1e-4)
+    local = Path(mlflow.artifacts.download_artifacts(models[0].model_uri, dst_path=str(tmp_path / "model")))
+    assert zipfile.is_zipfile(local / "data" / "model.keras")  # the native format, not HDF5
 
     for config_run in configs:
         cfg = config_run.data.tags[TAG_CONFIG]
