@@ -93,7 +93,7 @@ def run_sweep(plan: Plan) -> Outcome:
 
 
 def _import_tensorflow_quietly() -> None:
-    """Import TensorFlow now, with the process's native stderr pointed at /dev/null.
+    """Import TensorFlow now, CPU only, with the process's native stderr pointed at /dev/null.
 
     The driver needs TensorFlow only to log models to MLflow. TensorFlow 2.21 prints start-up
     INFO lines (oneDNN, CUDA probing) from C++ before its logging is set up, ignoring
@@ -106,8 +106,13 @@ def _import_tensorflow_quietly() -> None:
     saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
     try:
         os.dup2(devnull, 2)
-        import tensorflow  # noqa: F401
+        import tensorflow
         import tf_keras  # noqa: F401
+
+        # The driver only re-saves models: keep it off the GPUs so that, on a one-machine GPU
+        # set-up, it does not take GPU memory (TensorFlow's default is all of it) from trials.
+        # Device probing logs too (cuInit on CPU-only hosts), hence inside this block.
+        tensorflow.config.set_visible_devices([], "GPU")
     finally:
         os.dup2(saved, 2)
         os.close(saved)
