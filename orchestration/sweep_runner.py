@@ -73,7 +73,9 @@ def run_sweep(plan: Plan) -> Outcome:
     try:
         grid = tuner.fit()
     finally:
-        callback.flush()  # MLflow writes queued on the callback's thread land before results are read
+        # Queued MLflow writes land before results are read. (A restored sweep runs Tune's
+        # unpickled copy of the callback instead; it flushes in on_experiment_end.)
+        callback.flush()
     results = collect_results(grid, plan.spec.sweep.folds)
     wall = time.time() - started
     out_dir = Path(_local_results_dir(plan))
