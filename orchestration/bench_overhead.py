@@ -1,8 +1,8 @@
 """python -m orchestration.bench_overhead [--trials 6] [--concurrency 1] [--epochs 1] [--frames 44]
 
-Per-trial overhead benchmark (not a test). Runtime: about 4.5 minutes on 2 cores with the
-defaults while other work keeps the load average at 5-8 (6 stock trials of ~25 s, then 6 project
-trials of ~15 s, plus Ray start-up); 6.5 minutes at load 12.
+Per-trial overhead benchmark (not a test). Runtime: about 2.5 minutes on 2 idle cores with the
+defaults (6 stock trials of ~15 s, then 6 project trials of ~7 s, plus Ray start-up); about
+4.5 minutes while other work keeps the load average at 5-8.
 
 A sweep trial is one (configuration, fold) pair running one Ray Train run. This measures what a
 trial costs beyond its training, in one run, on one local Ray instance (``ray.init(num_cpus=2)``

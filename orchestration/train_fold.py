@@ -1,8 +1,9 @@
 """Train and evaluate one cross-validation fold with Ray Train (TensorflowTrainer, Train V2).
 
 Start-up cost matters: a sweep starts one Train run per (configuration, fold). Measured on 2
-cores (README, "Trial overhead"), the stock pattern spends ~25 s per run outside the worker
-loop. ``train_fold`` cuts it with:
+idle cores (``python -m orchestration.bench_overhead``, README "Benchmarks"), the stock pattern
+spends ~13 s per run outside the worker loop, ~25 s under load; this project's trials ~3.3 s.
+``train_fold`` cuts it with:
 
 - ``TRAIN_ENV``: the controller polls workers every 0.2 s instead of 2 s (every report waits
   for a poll) and starts no preemption watcher (cloud spot preemption is handled by
