@@ -37,6 +37,7 @@ import soundfile as sf
 from scipy import fft as sfft
 from scipy import signal
 
+from features.argtypes import non_negative_int, positive_int
 from features.config import from_dict_strict
 from features.us8k import (
     CLASS_NAMES,
@@ -1166,20 +1167,6 @@ def ensure_synthetic(
 # --------------------------------------------------------------------------- CLI
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
-
-
-def _seed(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {text}")
-    return value
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m features.synthetic",
@@ -1187,10 +1174,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out", required=True, type=Path, help="dataset root to write")
     parser.add_argument("--preset", choices=sorted(PRESETS), default="demo")
-    parser.add_argument("--seed", type=_seed, default=0)
+    parser.add_argument("--seed", type=non_negative_int, default=0)
     parser.add_argument(
         "--clips-per-class-fold",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         help="override the preset's clips per class and fold",
     )

@@ -51,6 +51,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from features.argtypes import positive_int
 from features.featureset import FeatureSet
 from features.us8k import NUM_CLASSES
 from model.config import TrainConfig
@@ -382,27 +383,20 @@ def _load(values: tuple[float, float, float]) -> str:
     return " ".join(f"{v:.2f}" for v in values)
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m model.bench", description="Training throughput benchmark."
     )
-    parser.add_argument("--epochs", type=_positive, default=3, help="timed epochs (default 3)")
+    parser.add_argument("--epochs", type=positive_int, default=3, help="timed epochs (default 3)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed first epochs (default 1)")
     parser.add_argument(
-        "--samples", type=_positive, default=1536, help="training clips, about (default 1536)"
+        "--samples", type=positive_int, default=1536, help="training clips, about (default 1536)"
     )
     parser.add_argument(
-        "--batch-size", type=_positive, default=128, help="per worker (default 128)"
+        "--batch-size", type=positive_int, default=128, help="per worker (default 128)"
     )
     parser.add_argument(
-        "--workers", type=_positive, nargs="+", default=[1, 2], help="Ray Train worker counts"
+        "--workers", type=positive_int, nargs="+", default=[1, 2], help="Ray Train worker counts"
     )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)

@@ -66,6 +66,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from features.argtypes import positive_float, positive_int
 from features.config import from_dict_strict
 from features.toy import make_toy_featureset
 from model.config import TrainConfig
@@ -721,41 +722,27 @@ def _detail_lines(results: Sequence[PatternSummary]) -> list[str]:
 # --------------------------------------------------------------------------- command line
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
-    return value
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m orchestration.bench_overhead",
         description="Per-trial overhead: stock Tune -> TensorflowTrainer pattern vs the project's.",
     )
     parser.add_argument(
-        "--trials", type=_positive, default=6, help="trials per pattern (default 6)"
+        "--trials", type=positive_int, default=6, help="trials per pattern (default 6)"
     )
     parser.add_argument("--concurrency", type=int, choices=(1, 2), default=1, help="trials at once")
-    parser.add_argument("--epochs", type=_positive, default=1, help="epochs per trial (default 1)")
+    parser.add_argument("--epochs", type=positive_int, default=1, help="epochs per trial (default 1)")
     parser.add_argument("--frames", type=int, default=44, help="frames per clip (default 44)")
-    parser.add_argument("--workers", type=_positive, default=1, help="Train workers per trial")
+    parser.add_argument("--workers", type=positive_int, default=1, help="Train workers per trial")
     parser.add_argument(
         "--cpus-per-worker",
-        type=_positive_float,
+        type=positive_float,
         default=1.0,
         help="CPUs per Train worker (default 1, the sweep's)",
     )
     parser.add_argument(
         "--timeout",
-        type=_positive_float,
+        type=positive_float,
         default=900.0,
         help="seconds per pattern before Tune stops it",
     )
