@@ -41,6 +41,10 @@ from features.logmel import AudioDecodeError, extract_clip
 
 Transport = Literal["auto", "path", "bytes"]
 
+# Audio shipped through the object store and not yet processed, at most (bytes transport).
+# 256 MiB is hundreds of real clips (0.1-4.6 MB each): enough to keep any cluster busy.
+MAX_BYTES_IN_FLIGHT = 256 * 2**20
+
 
 @dataclass(frozen=True)
 class ExtractionResult:
@@ -119,6 +123,7 @@ def extract_features(
     batch_size: int | None = None,
     transport: Transport = "auto",
     progress: bool = True,
+    max_bytes_in_flight: int = MAX_BYTES_IN_FLIGHT,
 ) -> ExtractionResult:
     """Load every fold of ``index`` from the cache, extracting the missing ones with Ray tasks."""
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
@@ -137,7 +142,9 @@ def extract_features(
             write_fold(entries[fold], config, fs, failures, {"dataset_root": str(index.root), "seconds": seconds})
             parts[fold] = (fs, failures)
 
-        nodes = _run_ray_extraction(rows, config, todo, on_fold_done, batch_size, transport, progress)
+        nodes = _run_ray_extraction(
+            rows, config, todo, on_fold_done, batch_size, transport, progress, max_bytes_in_flight
+        )
     ordered = [parts[f] for f in index.folds]
     return ExtractionResult(
         featureset=concat([p[0] for p in ordered], config),
@@ -163,6 +170,7 @@ def _run_ray_extraction(
     batch_size: int | None,
     transport: Transport,
     progress: bool,
+    max_bytes_in_flight: int,
 ) -> set[str]:
     """Run the batches; returns the ids of the nodes that ran them."""
     import ray
@@ -182,34 +190,41 @@ def _run_ray_extraction(
     config_ref = ray.put(config.to_dict())
     paths = rows["path"].tolist()
 
-    def submit(ids: list[int], **options):
+    pending: dict = {}  # object ref -> (row ids, audio bytes shipped)
+
+    def submit(ids: list[int], **options) -> None:
         items = [(i, _read_bytes(paths[i]) if transport == "bytes" else paths[i]) for i in ids]
-        return remote.options(**options).remote(items, config_ref)
+        shipped = sum(len(source) for _, source in items if isinstance(source, bytes))
+        pending[remote.options(**options).remote(items, config_ref)] = (ids, shipped)
 
     bar = _progress_bar(len(rows), progress)
     nodes: set[str] = set()
-    pending: dict = {}
     queue = list(reversed(batches))
-    max_in_flight = 2 * cpus  # bounds driver memory when shipping bytes
     while queue or pending:
-        while queue and len(pending) < max_in_flight:
-            ids = queue.pop()
-            pending[submit(ids)] = ids
+        while queue and may_submit(len(pending), sum(b for _, b in pending.values()), cpus, max_bytes_in_flight):
+            submit(queue.pop())
         done, _ = ray.wait(list(pending), num_returns=1)
-        ids = pending.pop(done[0])
+        ids, _ = pending.pop(done[0])
         try:
             got_ids, feats, failed, node = ray.get(done[0])
             nodes.add(node)
         except (ray.exceptions.RayError, OSError) as exc:
             if len(ids) > 1:  # isolate the clip that crashed the worker: retry one by one
                 for i in ids:
-                    pending[submit([i], max_retries=0)] = [i]
+                    submit([i], max_retries=0)
                 continue
             got_ids, feats, failed = np.zeros(0, np.int64), None, [(ids[0], _crash_reason(exc))]
         tracker.add(got_ids, feats, failed)
         bar.update(len(ids))
     bar.close()
     return nodes
+
+
+def may_submit(pending: int, pending_bytes: int, cpus: int, max_bytes: int) -> bool:
+    """Whether another batch may go out: two per CPU keep every core busy, and shipped audio
+    bytes stay under ``max_bytes`` (they sit in the object store until a worker is done:
+    a large cluster would otherwise hold gigabytes of WAVs there). One batch always may."""
+    return pending == 0 or (pending < 2 * cpus and pending_bytes < max_bytes)
 
 
 def _auto_transport() -> Transport:

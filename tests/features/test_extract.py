@@ -14,7 +14,7 @@ import soundfile as sf
 from features.cache import read_failure_report
 from features.config import FeatureConfig
 from features.dataset import load_dataset
-from features.extract import extract_batch, extract_features, main
+from features.extract import extract_batch, extract_features, main, may_submit
 
 CONFIG = FeatureConfig()
 
@@ -137,3 +137,20 @@ def test_cli_rejects_bad_folds_before_any_work(tmp_path, capsys):
 def test_cli_bad_fold_values(tmp_path, capsys, folds):
     assert main(["--data-dir", str(tmp_path), "--folds", folds]) == 2
     assert "fold" in capsys.readouterr().err
+
+
+def test_submission_keeps_cores_busy_within_the_byte_budget():
+    assert may_submit(0, 10**12, cpus=4, max_bytes=1)  # one batch always goes out
+    assert may_submit(7, 0, cpus=4, max_bytes=100)
+    assert not may_submit(8, 0, cpus=4, max_bytes=100)  # two per CPU
+    assert not may_submit(1, 100, cpus=4, max_bytes=100)  # over the byte budget
+
+
+def test_a_one_byte_budget_ships_one_batch_at_a_time_and_loses_nothing(ray_local, tiny_dataset, tmp_path):
+    sub = load_dataset(tiny_dataset.root, folds=(3,))
+    free = extract_features(sub, CONFIG, tmp_path / "a", transport="bytes", progress=False, batch_size=4)
+    tight = extract_features(sub, CONFIG, tmp_path / "b", transport="bytes", progress=False, batch_size=4,
+                             max_bytes_in_flight=1)
+    np.testing.assert_array_equal(free.featureset.features, tight.featureset.features)
+    assert list(tight.featureset.file_names) == list(free.featureset.file_names)
+    assert len(tight.featureset) + len(tight.failures) == len(sub.table)
