@@ -64,7 +64,7 @@ def run_sweep(plan: Plan) -> Outcome:
     features_ref = ray.put(featureset)
     callback = _callback(plan)
     if callback.log_models:
-        _import_tensorflow_quietly()
+        _import_tensorflow_cpu_only_quietly()
     callback.attach(tracker)
     settings = _settings(plan, tracker)
     tuner = _tuner(plan, features_ref, callback, settings)
@@ -94,7 +94,7 @@ def run_sweep(plan: Plan) -> Outcome:
 # ---------------------------------------------------------------------------------------------
 
 
-def _import_tensorflow_quietly() -> None:
+def _import_tensorflow_cpu_only_quietly() -> None:
     """Import TensorFlow now, CPU only, with the process's native stderr pointed at /dev/null.
 
     The driver needs TensorFlow only to log models to MLflow. TensorFlow 2.21 prints start-up
