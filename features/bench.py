@@ -1,9 +1,9 @@
-"""python -m features.bench [--data-dir DIR] [--clips N]
+"""python -m features.bench [--data-dir DIR] [--clips N] [--repeats 3]
 
-Extraction benchmark (not a test). Runtime: about 40 seconds on 2 cores.
+Extraction benchmark (not a test). Runtime: about 26 seconds on 2 cores.
 
 Measures, in one run and on the same clips (default: the synthetic ``bench`` preset, 500 clips
-in every WAV format UrbanSound8K uses):
+in every WAV format UrbanSound8K uses), each method ``--repeats`` times, reporting the median:
 
 1. the reference demo's serial librosa loop (``librosa.load`` at 22,050 Hz, normalise,
    ``melspectrogram`` with 40 bands, ``amplitude_to_db``, normalise, pad), run twice: as the demo
@@ -11,8 +11,9 @@ in every WAV format UrbanSound8K uses):
    of the two being the baseline;
 2. this project's extraction function, serial, in one process;
 3. this project's parallel extraction: Ray tasks on every core, steady state (workers started
-   and one small extraction run beforehand, so a new Ray session's one-off costs are not in
-   it), the cache bypassed with ``force``;
+   and one untimed full extraction run beforehand: a new Ray session's one-off costs and the
+   workers' first-batch costs, ~10% on 500 clips, are not in it), the cache bypassed with
+   ``force``;
 
 and prints clips/s, the ratio of each to the baseline, and the largest absolute difference
 between the project's features and the reference's.
@@ -22,13 +23,16 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
+from features.argtypes import positive_int
 from features.cache import default_cache_dir
 from features.config import FeatureConfig
 from features.dataset import load_dataset
@@ -36,18 +40,27 @@ from features.extract import extract_features
 from features.logmel import extract_clip, reference_features
 
 
-def _time_serial(fn, paths: list[str]) -> tuple[float, list[np.ndarray]]:
+def _median_seconds(fn: Callable[[], object], repeats: int) -> tuple[float, object]:
+    """Median wall seconds of ``repeats`` calls, and the last call's result."""
+    times, out = [], None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), out
+
+
+def _time_serial(fn, paths: list[str], repeats: int) -> tuple[float, list[np.ndarray]]:
     fn(paths[0])  # first-call costs (numba JIT, lazy imports) are not per-clip work
-    start = time.perf_counter()
-    out = [fn(p) for p in paths]
-    return time.perf_counter() - start, out
+    return _median_seconds(lambda: [fn(p) for p in paths], repeats)
 
 
 def _warm_ray_workers(index, cpus: int) -> None:
     """Start one worker per CPU and import the extraction stack in each, outside the timing.
 
-    Then one small extraction through the same code path, so the timed run does not pay the
-    first-call costs (remote function export, the task module's imports in the workers).
+    Then one full extraction through the same code path, so the timed runs do not pay the
+    first-call costs (remote function export, the task module's imports in the workers, the
+    workers' first large batches).
     """
     import ray
 
@@ -60,12 +73,15 @@ def _warm_ray_workers(index, cpus: int) -> None:
         return os.getpid()
 
     ray.get([warm.remote(index.table["path"].iloc[0]) for _ in range(cpus)])
-    small = type(index)(root=index.root, table=index.table.head(8 * cpus))
+    _parallel(index)
+
+
+def _parallel(index):
     with tempfile.TemporaryDirectory() as cache:
-        extract_features(small, FeatureConfig(), Path(cache), force=True, progress=False, batch_size=4)
+        return extract_features(index, FeatureConfig(), Path(cache), force=True, progress=False)
 
 
-def run(data_dir: Path | None, clips: int, seed: int) -> dict:
+def run(data_dir: Path | None, clips: int, seed: int, repeats: int = 3) -> dict:
     import ray
     from threadpoolctl import threadpool_limits
 
@@ -77,21 +93,22 @@ def run(data_dir: Path | None, clips: int, seed: int) -> dict:
     index = type(index)(root=index.root, table=index.table.head(clips))
     paths = index.table["path"].tolist()
     n = len(paths)
-    print(f"{n} clips from {data_dir}", file=sys.stderr)
+    print(f"{n} clips from {data_dir}; every method timed {repeats}x, median reported", file=sys.stderr)
 
-    ref_default_s, ref_feats = _time_serial(reference_features, paths)
+    ref_default_s, ref_feats = _time_serial(reference_features, paths, repeats)
     with threadpool_limits(limits=1):
-        ref_1t_s, _ = _time_serial(reference_features, paths)
+        ref_1t_s, _ = _time_serial(reference_features, paths, repeats)
     config = FeatureConfig()
-    ours_serial_s, ours = _time_serial(lambda p: extract_clip(p, config), paths)
+    ours_serial_s, ours = _time_serial(lambda p: extract_clip(p, config), paths, repeats)
 
     if not ray.is_initialized():
         ray.init(include_dashboard=False, log_to_driver=False)
     cpus = int(ray.cluster_resources()["CPU"])
     _warm_ray_workers(index, cpus)
-    with tempfile.TemporaryDirectory() as cache:
-        result = extract_features(index, config, Path(cache), force=True, progress=False)
-    parallel_s = result.seconds
+    # The run's own clock (ExtractionResult.seconds): the whole pipeline, cache writes included.
+    runs = [_parallel(index) for _ in range(repeats)]
+    parallel_s = statistics.median(r.seconds for r in runs)
+    result = runs[-1]
     by_name = dict(zip(result.featureset.file_names, result.featureset.features, strict=True))
     names = index.table["slice_file_name"].tolist()
     max_diff = max(
@@ -108,11 +125,13 @@ def run(data_dir: Path | None, clips: int, seed: int) -> dict:
     return {
         "clips": n,
         "cpus": cpus,
+        "repeats": repeats,
         "rows": [(name, n / s, baseline / s) for name, s in rows],
         "max_abs_diff_parallel": max_diff,
         "max_abs_diff_serial": serial_diff,
         "failures": len(result.failures),
     }
+
 
 
 def format_table(report: dict) -> str:
@@ -123,7 +142,8 @@ def format_table(report: dict) -> str:
     lines += [f"| {name:<48} | {cps:8.1f} | {ratio:9.2f}x |" for name, cps, ratio in report["rows"]]
     lines.append("")
     lines.append(
-        f"{report['clips']} clips, {report['cpus']} CPUs; baseline = the faster reference loop; "
+        f"{report['clips']} clips, {report['cpus']} CPUs, median of {report['repeats']} runs each; "
+        "baseline = the faster reference loop; "
         f"max |project - reference| = {report['max_abs_diff_parallel']:.2e} (parallel), "
         f"{report['max_abs_diff_serial']:.2e} (serial); failures: {report['failures']}"
     )
@@ -135,8 +155,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", type=Path, default=None, help="UrbanSound8K tree (default: synthetic bench set)")
     parser.add_argument("--clips", type=int, default=500, help="clips to use (default 500)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--repeats", type=positive_int, default=3, help="timed runs per method (default 3)")
     args = parser.parse_args(argv)
-    report = run(args.data_dir, args.clips, args.seed)
+    report = run(args.data_dir, args.clips, args.seed, args.repeats)
     print(format_table(report))
     return 0
 

@@ -173,9 +173,10 @@ class DatasetIndex:
             self.table["fsID"],
             strict=True,
         )
+        root = str(self.root)
         for rel, fold, class_id, fs_id in sorted(rows):
             try:
-                st = os.stat(self.root / rel)
+                st = os.stat(os.path.join(root, rel))
             except OSError as exc:
                 raise DatasetError(
                     f"{self.root / rel}: cannot stat audio file ({exc.strerror}); it changed since the "

@@ -14,7 +14,14 @@ import soundfile as sf
 from features.cache import read_failure_report
 from features.config import FeatureConfig
 from features.dataset import load_dataset
-from features.extract import extract_batch, extract_features, main, may_submit
+from features.extract import (
+    auto_batch_size,
+    bytes_budget,
+    extract_batch,
+    extract_features,
+    main,
+    may_submit,
+)
 
 CONFIG = FeatureConfig()
 
@@ -144,6 +151,19 @@ def test_submission_keeps_cores_busy_within_the_byte_budget():
     assert may_submit(7, 0, cpus=4, max_bytes=100)
     assert not may_submit(8, 0, cpus=4, max_bytes=100)  # two per CPU
     assert not may_submit(1, 100, cpus=4, max_bytes=100)  # over the byte budget
+
+
+def test_byte_budget_scales_with_the_cluster_so_large_clusters_stay_busy():
+    assert bytes_budget(2) == 256 * 2**20  # the floor
+    assert bytes_budget(64) == 64 * 32 * 2**20  # ~50 real clips per CPU, not 6 batches in all
+
+
+def test_auto_batch_size_is_two_per_cpu_within_bounds():
+    assert auto_batch_size(500, 2) == 125
+    assert auto_batch_size(8_732, 2) == 128  # the cap keeps the last batch's tail short
+    assert auto_batch_size(8_732, 64) == 69
+    assert auto_batch_size(30, 8) == 8  # never fewer than 8 clips per task
+    assert auto_batch_size(1, 1) == 8
 
 
 def test_a_one_byte_budget_ships_one_batch_at_a_time_and_loses_nothing(ray_local, tiny_dataset, tmp_path):

@@ -122,6 +122,16 @@ def test_resampling_and_downmix(format_clips):
     assert y.dtype == np.float32 and y.ndim == 1 and y.size == 88_200
 
 
+@pytest.mark.parametrize("i", range(len(FORMATS)), ids=[f"{r}Hz-{c}ch-{s}" for r, c, s in FORMATS])
+def test_decoding_equals_libsndfiles_float_decoding(format_clips, i):
+    # Integer PCM is read as integers and scaled by load_audio: same samples as libsndfile's
+    # float conversion followed by a channel mean (what librosa.load does before resampling).
+    data, rate = sf.read(format_clips[i], dtype="float32", always_2d=True)
+    ours = load_audio(format_clips[i], rate)
+    assert ours.dtype == np.float32 and ours.shape == (data.shape[0],)
+    np.testing.assert_allclose(ours, data.mean(axis=1), rtol=0, atol=1e-7)
+
+
 def test_features_from_signal_matches_file_path():
     y = _signal(22_050, 2.0, 1, seed=3)[:, 0]
     feats = features_from_signal(y, FeatureConfig())
