@@ -34,6 +34,52 @@ class ConfigResult:
         return statistics.pstdev(self.fold_accuracy.values()) if self.fold_accuracy else float("nan")
 
 
+@dataclass(frozen=True)
+class Scheduling:
+    """How much of the sweep's wall time went to training (the rest is orchestration).
+
+    ``loop_seconds``: summed time inside the Train workers' training loops (TensorFlow's
+    import, data, fit, test evaluation) of the trials that trained in this run; ``tune_seconds``:
+    ``Tuner.fit`` wall; ratio = tune_seconds / (loop_seconds / concurrency), 1.0 = no overhead.
+    """
+
+    trials: int
+    loop_seconds: float
+    tune_seconds: float
+    concurrency: int
+
+    @property
+    def ratio(self) -> float:
+        ideal = self.loop_seconds / max(1, self.concurrency)
+        return self.tune_seconds / ideal if ideal > 0 else float("nan")
+
+    def line(self) -> str:
+        if not self.trials:
+            return f"scheduling: no trial trained in this run (Tuner.fit {self.tune_seconds:.0f} s)"
+        return (
+            f"scheduling: {self.trials} trial(s) spent {self.loop_seconds:.0f} s in their training loops; "
+            f"Tuner.fit took {self.tune_seconds:.0f} s at up to {self.concurrency} at once: "
+            f"{self.ratio:.2f}x the training time alone (1.00x = no orchestration overhead)"
+        )
+
+
+def scheduling(grid, tune_seconds: float, max_concurrent: int, since: float) -> Scheduling:
+    """Sum the final ``loop_seconds`` of trials that trained in this run.
+
+    Not counted: pairs reused from MLflow, and trials a restored Tuner had already finished
+    (their last result, reported before ``since`` (unix time), comes back in the grid).
+    """
+    loops = [
+        float(m["loop_seconds"])
+        for m in (r.metrics or {} for r in grid)
+        if m.get("final")
+        and not m.get("reused")
+        and m.get("loop_seconds") is not None
+        and m.get("timestamp", since) >= int(since)
+    ]
+    return Scheduling(len(loops), sum(loops), tune_seconds, min(max_concurrent, max(1, len(loops))))
+
+
 def collect_results(grid, folds: tuple[int, ...]) -> list[ConfigResult]:
     """Group a Tune ResultGrid's trials by configuration; best mean first."""
     by_config: dict[str, dict[str, Any]] = {}
@@ -64,7 +110,9 @@ def format_table(results: list[ConfigResult], folds: tuple[int, ...]) -> str:
     return "\n".join(lines)
 
 
-def format_report(results: list[ConfigResult], plan: Plan, wall_s: float, out_dir: Path) -> str:
+def format_report(
+    results: list[ConfigResult], plan: Plan, wall_s: float, out_dir: Path, sched: Scheduling | None = None
+) -> str:
     folds = plan.spec.sweep.folds
     lines = [
         "",
@@ -80,6 +128,8 @@ def format_report(results: list[ConfigResult], plan: Plan, wall_s: float, out_di
     incomplete = [r for r in results if r.failed_folds or r.folds_completed < len(folds)]
     for r in incomplete:
         lines.append(f"incomplete: {r.config_id} finished {r.folds_completed}/{len(folds)} folds; failed: {list(r.failed_folds)}")
+    if sched is not None:
+        lines.append(sched.line())
     lines += [
         f"wall time: {wall_s:.0f} s; results: {out_dir / 'results.csv'} and results.json",
         "compare in the MLflow UI:",
@@ -90,7 +140,9 @@ def format_report(results: list[ConfigResult], plan: Plan, wall_s: float, out_di
     return "\n".join(lines)
 
 
-def write_results(out_dir: Path, results: list[ConfigResult], plan: Plan, wall_s: float) -> None:
+def write_results(
+    out_dir: Path, results: list[ConfigResult], plan: Plan, wall_s: float, sched: Scheduling | None = None
+) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     folds = plan.spec.sweep.folds
     with (out_dir / "results.csv").open("w", newline="") as fh:
@@ -103,6 +155,7 @@ def write_results(out_dir: Path, results: list[ConfigResult], plan: Plan, wall_s
     payload = {
         "sweep": plan.name,
         "wall_seconds": wall_s,
+        "scheduling": {**asdict(sched), "ratio": sched.ratio} if sched is not None else None,
         "spec": plan.spec.to_dict(),
         "configurations": [
             {**asdict(r), "fold_accuracy": {str(k): v for k, v in r.fold_accuracy.items()},

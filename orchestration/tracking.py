@@ -40,6 +40,7 @@ FINAL_METRICS = (
     "best_val_loss",
     "epochs_trained",
     "resumes",
+    "loop_seconds",
 )
 
 
@@ -208,6 +209,15 @@ class SweepTracker:
         from model.train_loop import load_model
 
         model = load_model(checkpoint_dir, compile=False)  # for inference: no optimizer state
+        import tensorflow
+
+        if not isinstance(model, tensorflow.keras.Model):
+            # TensorFlow was imported before TF_USE_LEGACY_KERAS=1 was set (sweep_runner sets
+            # it): MLflow would log a bare SavedModel instead of the Keras model.
+            raise RuntimeError(
+                "tensorflow.keras is not tf_keras in this process: set TF_USE_LEGACY_KERAS=1 "
+                "before TensorFlow is imported"
+            )
         mlflow.set_tracking_uri(self.tracking_uri)
         with mlflow.start_run(run_id=run_id, nested=True):
             mlflow.tensorflow.log_model(

@@ -57,13 +57,14 @@ def run_fold_trial(config: dict[str, Any], *, features: Any, settings: TrialSett
     from ray import tune
     from ray.tune.integration.ray_train import TuneReportCallback
 
-    from orchestration.train_fold import train_fold
+    from orchestration.train_fold import reuse_tune_report_queue, train_fold
 
     cfg_id, fold = config["config_id"], int(config["fold"])
     done = settings.finished.get(pair_key(cfg_id, fold))
     if done is not None:
         tune.report({**done, FINAL_KEY: 1, REUSED_KEY: 1})
         return
+    reuse_tune_report_queue()  # before TuneReportCallback(), which takes the session's queue
     resources = {"CPU": worker_cpus(settings.cpus_per_worker, settings.workers_per_trial)}
     if settings.gpus_per_worker:
         resources["GPU"] = settings.gpus_per_worker

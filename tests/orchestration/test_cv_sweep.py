@@ -115,6 +115,15 @@ def test_sweep_logs_the_run_tree_and_agrees_with_tune(ray_local, tiny_dataset_ro
     assert [c["cv_accuracy_mean"] for c in results["configurations"]] == sorted(
         (c["cv_accuracy_mean"] for c in results["configurations"]), reverse=True
     )
+    # Scheduling: the sum of the fold runs' in-loop seconds against Tuner.fit's wall.
+    sched = results["scheduling"]
+    loops = [f.data.metrics["loop_seconds"] for f in folds]
+    assert sched["trials"] == 6 and sched["loop_seconds"] == pytest.approx(sum(loops))
+    assert all(seconds > 0 for seconds in loops)
+    assert sched["tune_seconds"] * sched["concurrency"] >= sched["loop_seconds"]  # wall covers the work
+    assert sched["ratio"] == pytest.approx(sched["tune_seconds"] / (sum(loops) / sched["concurrency"]))
+    assert sweep_run.data.metrics["scheduling_ratio"] == pytest.approx(sched["ratio"])
+    assert "scheduling: 6 trial(s) spent" in out
 
 
 @pytest.mark.parametrize(
@@ -158,7 +167,9 @@ def test_resume_after_driver_killed_completes_each_pair_once(tiny_dataset_root, 
     name, experiment = "resumed", "e2e-resume"
     args = [sys.executable, "-m", "orchestration.cv_sweep", "--address", "local", "--max-concurrent", "1",
             *_sweep_args(tiny_dataset_root, tmp_path, mlflow_server, name, experiment)]
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    # The command's own environment: no RAY_ADDRESS, and not the TF_USE_LEGACY_KERAS=1 that
+    # tests/conftest.py sets (the command must set it itself, or models log as SavedModels).
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "TF_USE_LEGACY_KERAS")}
     log = (tmp_path / "first.log").open("w")
     first = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     client = MlflowClient(mlflow_server)
@@ -192,5 +203,15 @@ def test_resume_after_driver_killed_completes_each_pair_once(tiny_dataset_root, 
     assert len(_tune_final_results(tmp_path / "ray" / name)) == 6
     (sweep_run,) = _runs(client, experiment, name, "sweep")
     assert sweep_run.info.status == "FINISHED"
+    # Each fold run's model is a Keras model, not a bare SavedModel ("tf2-module").
+    models = client.search_logged_models(experiment_ids=[sweep_run.info.experiment_id])
+    mlflow.set_tracking_uri(mlflow_server)
+    for fold_run in folds:
+        (model,) = [m for m in models if m.source_run_id == fold_run.info.run_id][-1:]
+        flavor = mlflow.models.get_model_info(model.model_uri).flavors["tensorflow"]
+        assert flavor["model_type"] == "keras", flavor
+    # Scheduling counts only the pairs trained by the resumed run, not those reused.
+    sched = json.loads((tmp_path / "ray" / name / "results.json").read_text())["scheduling"]
+    assert sched["trials"] == 6 - len(finished_before)
     for config_run in _runs(client, experiment, name, "config"):
         assert config_run.data.metrics["folds_completed"] == 3
