@@ -19,6 +19,7 @@ spends ~13 s per run outside the worker loop, ~25 s under load; this project's t
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -132,6 +133,9 @@ def drop_unused_controller_callbacks(trainer: TensorflowTrainer) -> list[str]:
 
 # This process's TuneReportCallback queue actor, kept for the next trial Tune runs here.
 _report_queue: Any = None
+# Attribute set on a Tune session whose reports we watch: an Event set once the Train run's
+# final report (metrics with "final") has passed through the session.
+_FINAL_SEEN = "_us8k_final_report_seen"
 
 
 def reuse_tune_report_queue() -> bool:
@@ -141,14 +145,16 @@ def reuse_tune_report_queue() -> bool:
     creates per trial: a new process per trial (~1 CPU-second to start, measured in the demo
     sweep). With ``reuse_actors=True`` one trial process runs many trials, so the queue is
     kept: call this before constructing TuneReportCallback, and ``drain_tune_reports`` leaves
-    it running. Results a failed trial left behind are dropped first. Returns False (nothing
-    changed) outside a Tune session or if the hook no longer exists in this Ray version.
+    it running. Results a failed trial left behind are dropped first. The session's ``report``
+    is also wrapped to notice the final report, so that ``drain_tune_reports`` returns as soon
+    as Tune has it. Returns False (nothing changed) outside a Tune session or if the hooks no
+    longer exist in this Ray version.
     """
     global _report_queue
     from ray.train._internal.session import get_session
 
     session = get_session()
-    if session is None or not hasattr(session, "_inter_actor_queue"):
+    if session is None or not hasattr(session, "_inter_actor_queue") or not hasattr(session, "report"):
         return False
     if _report_queue is not None:
         try:
@@ -160,7 +166,21 @@ def reuse_tune_report_queue() -> bool:
         _report_queue = session._get_or_create_inter_actor_queue()
     else:
         session._inter_actor_queue = _report_queue
+    _watch_final_report(session)
     return True
+
+
+def _watch_final_report(session: Any) -> None:
+    seen = threading.Event()
+    report = session.report
+
+    def watched(metrics, *args, **kwargs):
+        report(metrics, *args, **kwargs)  # returns once the result is in Tune's result queue
+        if isinstance(metrics, Mapping) and metrics.get("final"):
+            seen.set()
+
+    session.report = watched
+    setattr(session, _FINAL_SEEN, seen)
 
 
 def drain_tune_reports(timeout_s: float = 30.0) -> None:
@@ -169,9 +189,10 @@ def drain_tune_reports(timeout_s: float = 30.0) -> None:
     TuneReportCallback hands each report to the Tune trial through a one-slot queue actor. If
     the trial function returns while the final report still sits there, Tune's session
     deadlocks (its "done" marker fills the result queue the report needs) and the final metrics
-    are lost. A queue kept by ``reuse_tune_report_queue`` stays up for the next trial; any other
-    (a process of ~130 MB that would outlive its trial when Tune reuses the trial process) is
-    shut down.
+    are lost. With ``reuse_tune_report_queue`` the wait ends when the final report has gone
+    through (``train_loop_per_worker`` reports ``final``), and the queue stays up for the next
+    trial; otherwise the queue is polled until empty and the actor (a process of ~130 MB that
+    would outlive its trial when Tune reuses the trial process) is shut down.
     """
     from ray.train._internal.session import get_session
 
@@ -179,10 +200,12 @@ def drain_tune_reports(timeout_s: float = 30.0) -> None:
     queue = getattr(session, "_inter_actor_queue", None) if session else None
     if queue is None:
         return
-    deadline = time.monotonic() + timeout_s
-    while not queue.empty() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.3)  # the session thread re-reports the item it just took
+    seen = getattr(session, _FINAL_SEEN, None)
+    if seen is None or not seen.wait(timeout_s):
+        deadline = time.monotonic() + timeout_s
+        while not queue.empty() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.3)  # the session thread re-reports the item it just took
     # Stop the session polling this queue.
     session._inter_actor_queue = None
     if queue is not _report_queue:
