@@ -2,7 +2,7 @@
 
 10-fold cross-validation x hyper-parameter sweep on Ray Tune, each trial a Ray Train run,
 logged to MLflow. Runtime: with no arguments (the embedded demo: synthetic ``demo`` set, 300
-clips, 10 folds x 2 configurations, 3 epochs) about 6 minutes on 2 cores; the real dataset
+clips, 10 folds x 2 configurations, 10 epochs) about 4 minutes on 2 cores; the real dataset
 with the reference 360 epochs is a job for a GPU cluster (see README, "Run on a cluster").
 
 Steps: validate everything that can be validated (arguments, tracking store, cluster GPUs)

@@ -2,7 +2,7 @@
 
 Start-up cost matters: a sweep starts one Train run per (configuration, fold). Measured on 2
 idle cores (``python -m orchestration.bench_overhead``, README "Benchmarks"), the stock pattern
-spends ~13 s per run outside the worker loop, ~25 s under load; this project's trials ~3.3 s.
+spends ~13 s per run outside the worker loop, ~25 s under load; this project's trials ~2.5 s.
 ``train_fold`` cuts it with:
 
 - ``TRAIN_ENV``: the controller polls workers every 0.2 s instead of 2 s (every report waits
@@ -13,7 +13,10 @@ spends ~13 s per run outside the worker loop, ~25 s under load; this project's t
 - ``lean=True``: the controller skips its Ray Data manager (we pass no Ray Datasets; it imports
   ray.data in an extra process) and the placement-group cleaner (an extra process that needs
   the dashboard's state API). This uses a private Trainer hook, pinned to Ray 2.60 and checked
-  by tests/orchestration/test_train_fold.py.
+  by tests/orchestration/test_train_fold.py;
+- ``reuse_tune_report_queue`` / ``drain_tune_reports``: a Tune trial process keeps the queue
+  actor TuneReportCallback reports through (one process fewer per trial) and returns as soon
+  as Tune has the final report (private Tune-session hooks, pinned to Ray 2.60 likewise).
 """
 
 from __future__ import annotations
