@@ -133,7 +133,6 @@ def run(data_dir: Path | None, clips: int, seed: int, repeats: int = 3) -> dict:
     }
 
 
-
 def format_table(report: dict) -> str:
     lines = [
         f"| {'method':<48} | {'clips/s':>8} | {'x baseline':>10} |",

@@ -205,12 +205,11 @@ class SweepTracker:
 
     def _log_model(self, run_id: str, checkpoint_dir: Path) -> None:
         import mlflow
+        import tensorflow
 
         from model.train_loop import load_model
 
         model = load_model(checkpoint_dir, compile=False)  # for inference: no optimizer state
-        import tensorflow
-
         if not isinstance(model, tensorflow.keras.Model):
             # TensorFlow was imported before TF_USE_LEGACY_KERAS=1 was set (sweep_runner sets
             # it): MLflow would log a bare SavedModel instead of the Keras model.
