@@ -9,6 +9,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from orchestration.trial import FINAL_KEY, REUSED_KEY
+
 if TYPE_CHECKING:
     from orchestration.cv_sweep import Plan
 
@@ -72,8 +74,8 @@ def scheduling(grid, tune_seconds: float, max_concurrent: int, since: float) -> 
     loops = [
         float(m["loop_seconds"])
         for m in (r.metrics or {} for r in grid)
-        if m.get("final")
-        and not m.get("reused")
+        if m.get(FINAL_KEY)
+        and not m.get(REUSED_KEY)
         and m.get("loop_seconds") is not None
         and m.get("timestamp", since) >= int(since)
     ]

@@ -36,6 +36,7 @@ from features.us8k import CLASS_NAMES
 from model.config import TrainConfig
 from model.train_loop import make_loop_config, train_loop_per_worker
 from orchestration.tf_backend import TFConfigNoImport
+from orchestration.trial import FINAL_KEY
 
 # Read by the Train controller; the Trainer forwards RAY_TRAIN_* variables to it.
 TRAIN_ENV = {
@@ -179,7 +180,7 @@ def _watch_final_report(session: Any) -> None:
 
     def watched(metrics, *args, **kwargs):
         report(metrics, *args, **kwargs)  # returns once the result is in Tune's result queue
-        if isinstance(metrics, Mapping) and metrics.get("final"):
+        if isinstance(metrics, Mapping) and metrics.get(FINAL_KEY):
             seen.set()
 
     session.report = watched
