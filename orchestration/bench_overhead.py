@@ -5,19 +5,20 @@ defaults (6 stock trials of ~15 s, then 6 project trials of ~7 s, plus Ray start
 4.5 minutes while other work keeps the load average at 5-8.
 
 A sweep trial is one (configuration, fold) pair running one Ray Train run. This measures what a
-trial costs beyond its training, in one run, on one local Ray instance (``ray.init(num_cpus=2)``
-unless Ray is already running in this process), over ``--trials`` trials of identical work:
+trial costs beyond its training, in one run, on one local Ray instance (2 CPUs, started as the
+sweep starts it, unless Ray is already running in this process), over ``--trials`` trials of identical work:
 
 (a) stock: a Tune function trainable that imports ``ray.train.tensorflow.TensorflowTrainer`` and
     fits it with the stock ``TensorflowConfig``, ``TuneReportCallback`` and an otherwise stock
     Train ``RunConfig`` (storage redirected to a temporary directory), default controller
-    settings (health check every 2 s), no ``reuse_actors``. The one change from Ray's example:
+    settings (health check every 2 s), Ray's usual runtime envs, no ``reuse_actors``. The one change from Ray's example:
     ``tune.with_resources(fn, {"CPU": 0.01})``. With the default 1 CPU per trial, two trials at
     once hold both CPUs and their Train workers can never be placed (deadlock at concurrency 2).
 (b) project: the sweep's own path, ``orchestration.trial.run_fold_trial`` with ``TrialSettings``
     -> ``orchestration.train_fold.train_fold`` (TRAIN_ENV, TFConfigNoImport, lean controller
-    callbacks, drain_tune_reports), with the Tune settings of ``sweep_runner._tuner``
-    (``reuse_actors=True``, ``{"CPU": TRIAL_DRIVER_CPU}`` per trial, ``verbose=0``); its workers
+    callbacks, no runtime envs, drain_tune_reports), with the Tune settings of
+    ``sweep_runner._tuner`` (``reuse_actors=True``, ``{"CPU": TRIAL_DRIVER_CPU}`` per trial,
+    ``verbose=0``) inside ``tune_trials_without_runtime_env()`` as the sweep does; its workers
     reserve what ``run_fold_trial`` gives them (``cpus_per_worker`` less their share of the
     trial's CPU), where stock workers reserve Ray's usual whole ``cpus_per_worker``.
 
@@ -43,11 +44,13 @@ and timestamping wrappers around ``drop_unused_controller_callbacks`` (called ri
 
 Environment: Train's controller reads ``RAY_TRAIN_*`` variables from the process that builds the
 Trainer (propagated to the controller and workers) and from the raylet's environment, which is
-the driver's at ``ray.init``. (b)'s trial processes set TRAIN_ENV in their own environment only;
-(a) runs first, in processes of its own (no actor reuse); and this module starts Ray with every
-``RAY_TRAIN_*`` variable removed from the environment (setting them in the driver after Ray
-started would reach no running raylet anyway). The health-check interval each pattern's workers
-actually saw is printed, as evidence.
+the driver's at ``ray.init``. This module starts Ray the way the sweep does
+(``orchestration.ray_env.init_ray``: the raylet inherits the project's TRAIN_ENV, so (b)'s
+trial processes, controllers and workers need no runtime env). (a) runs first, with Ray's
+default values of those variables set explicitly in the driver while it runs: Tune forwards
+them to its trial processes and Train to its controller and workers, through the runtime envs
+stock processes get anyway. The health-check interval each pattern's workers actually saw is
+printed, as evidence.
 """
 
 from __future__ import annotations
@@ -450,6 +453,7 @@ def run_pattern(
     storage: str,
     events: str,
     cpus_per_trial: float,
+    fit_context: contextlib.AbstractContextManager[Any],
 ) -> PatternSummary:
     from ray import tune
 
@@ -467,7 +471,8 @@ def run_pattern(
     )
     load_before = os.getloadavg()[0]
     fit_start = time.time()
-    grid = tuner.fit()
+    with fit_context:
+        grid = tuner.fit()
     fit_end = time.time()
     errors = tuple(f"{r.path}: {_last_line(r.error)}" for r in grid if r.error)
     found = read_events(events)
@@ -519,12 +524,14 @@ def run_stock(features_ref: Any, settings: BenchSettings, storage: str) -> Patte
         storage=storage,
         events=events,
         cpus_per_trial=per_trial,
+        fit_context=ray_train_defaults(),
     )
 
 
 def run_project(features_ref: Any, settings: BenchSettings, storage: str) -> PatternSummary:
     from ray import tune
 
+    from orchestration.ray_env import tune_trials_without_runtime_env
     from orchestration.trial import TRIAL_DRIVER_CPU, TrialSettings, worker_cpus
 
     events = os.path.join(storage, "project-events.jsonl")
@@ -550,31 +557,57 @@ def run_project(features_ref: Any, settings: BenchSettings, storage: str) -> Pat
         storage=storage,
         events=events,
         cpus_per_trial=workers_cpus + TRIAL_DRIVER_CPU,
+        fit_context=tune_trials_without_runtime_env(),
     )
 
 
 @contextlib.contextmanager
-def ray_without_train_env(num_cpus: int) -> Iterator[bool]:
-    """Starts local Ray (unless running) with no RAY_TRAIN_* variable for the raylet to inherit.
+def local_ray(num_cpus: int) -> Iterator[bool]:
+    """Starts local Ray as the sweep does (``ray_env.init_ray``) unless it is already running.
 
     Yields whether this call started Ray (it then shuts it down on exit).
     """
     import ray
 
+    from orchestration.ray_env import init_ray
+
     if ray.is_initialized():
         yield False
         return
-    saved = {k: os.environ.pop(k) for k in [k for k in os.environ if k.startswith("RAY_TRAIN_")]}
-    try:
-        ray.init(
-            num_cpus=num_cpus, include_dashboard=False, log_to_driver=False, configure_logging=False
-        )
-    finally:
-        os.environ.update(saved)
+    init_ray(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False, configure_logging=False)
     try:
         yield True
     finally:
         ray.shutdown()
+
+
+@contextlib.contextmanager
+def ray_train_defaults() -> Iterator[None]:
+    """Ray's own values of the controller variables the project changes, set in this process.
+
+    Tune forwards them to the stock trials, which forward them to their Train runs: the stock
+    pattern runs with Ray's defaults whatever the raylet inherited.
+    """
+    from ray.train.v2._internal.constants import (
+        DEFAULT_ENABLE_PREEMPTION_WATCHER,
+        DEFAULT_HEALTH_CHECK_INTERVAL_S,
+        ENABLE_PREEMPTION_WATCHER_ENV_VAR,
+    )
+
+    defaults = {
+        HEALTH_CHECK_ENV: str(DEFAULT_HEALTH_CHECK_INTERVAL_S),
+        ENABLE_PREEMPTION_WATCHER_ENV_VAR: "1" if DEFAULT_ENABLE_PREEMPTION_WATCHER else "0",
+    }
+    saved = {name: os.environ.get(name) for name in defaults}
+    os.environ.update(defaults)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def wait_until_idle(timeout_s: float = 60.0) -> None:
@@ -591,7 +624,7 @@ def wait_until_idle(timeout_s: float = 60.0) -> None:
 def run(settings: BenchSettings, patterns: Sequence[str] = (STOCK, PROJECT)) -> dict[str, Any]:
     import ray
 
-    with ray_without_train_env(2) as started:
+    with local_ray(2) as started:
         cpus = ray.cluster_resources().get("CPU", 0.0)
         storage = tempfile.mkdtemp(prefix="us8k-bench-overhead-")
         try:

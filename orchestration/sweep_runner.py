@@ -21,6 +21,7 @@ from orchestration.cv_sweep import (
     with_cluster,
     write_stored_spec,
 )
+from orchestration.ray_env import init_ray, tune_trials_without_runtime_env
 from orchestration.results import (
     ConfigResult,
     collect_results,
@@ -82,7 +83,8 @@ def run_sweep(plan: Plan) -> Outcome:
         write_stored_spec(plan)
     fit_started, fit_started_unix = time.perf_counter(), time.time()
     try:
-        grid = tuner.fit()
+        with tune_trials_without_runtime_env():
+            grid = tuner.fit()
     finally:
         # Queued MLflow writes land before results are read. (A restored sweep runs Tune's
         # unpickled copy of the callback instead; it flushes in on_experiment_end.)
@@ -147,7 +149,9 @@ def _init_ray(address: str | None, verbose: bool) -> None:
         return
     # Worker output (TensorFlow's start-up chatter, Train's per-report lines) stays in Ray's
     # log files unless --verbose; trial errors are still reported, with their error files.
-    ray.init(address=address, log_to_driver=verbose, configure_logging=True, logging_level="WARNING")
+    # A local instance started here gives every Ray process the Train/Tune variables up front,
+    # so trials and Train's actors start without runtime envs (see orchestration.ray_env).
+    init_ray(address=address, log_to_driver=verbose, configure_logging=True, logging_level="WARNING")
 
 
 def cluster_resources() -> dict[str, float]:

@@ -10,6 +10,9 @@ spends ~13 s per run outside the worker loop, ~25 s under load; this project's t
   FailureConfig restarts anyway);
 - ``TFConfigNoImport``: the controller no longer imports TensorFlow just to unpickle the
   backend config;
+- ``lean=True`` and Ray started by ``ray_env.init_ray``: the controller, its synchronisation
+  actor and the workers start without a runtime env (one Python start-up fewer each, see
+  ``orchestration.ray_env``);
 - ``lean=True``: the controller skips its Ray Data manager (we pass no Ray Datasets; it imports
   ray.data in an extra process) and the placement-group cleaner (an extra process that needs
   the dashboard's state API). This uses a private Trainer hook, pinned to Ray 2.60 and checked
@@ -35,14 +38,14 @@ from features.featureset import FeatureSet
 from features.us8k import CLASS_NAMES
 from model.config import TrainConfig
 from model.train_loop import make_loop_config, train_loop_per_worker
+from orchestration.ray_env import (
+    TRAIN_ENV,
+    NoWorkerRuntimeEnv,
+    launch_controller_without_runtime_env,
+    raylet_env_suffices,
+)
 from orchestration.tf_backend import TFConfigNoImport
 from orchestration.trial import FINAL_KEY
-
-# Read by the Train controller; the Trainer forwards RAY_TRAIN_* variables to it.
-TRAIN_ENV = {
-    "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.2",
-    "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0",
-}
 
 
 def train_fold(
@@ -84,6 +87,10 @@ def train_fold(
     cpus = resources.get("CPU", 1.0)
     for key, value in TRAIN_ENV.items():
         os.environ.setdefault(key, value)
+    # Ray started by ray_env.init_ray already gives every process what a runtime env would.
+    bare = lean and raylet_env_suffices()
+    if bare:
+        callbacks = [*callbacks, NoWorkerRuntimeEnv()]
     trainer = TensorflowTrainer(
         train_loop_per_worker,
         train_loop_config=make_loop_config(
@@ -110,6 +117,8 @@ def train_fold(
     )
     if lean:
         drop_unused_controller_callbacks(trainer)
+    if bare:
+        launch_controller_without_runtime_env(trainer)
     result = trainer.fit()
     if any(type(c).__name__ == "TuneReportCallback" for c in callbacks):
         drain_tune_reports()

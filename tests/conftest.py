@@ -13,11 +13,17 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 @pytest.fixture(scope="session")
 def ray_local():
-    """A local Ray instance with 2 logical CPUs, shared by the whole session."""
+    """A local Ray instance with 2 logical CPUs, shared by the whole session.
+
+    Started as the sweep starts Ray (``ray_env.init_ray``), so Ray tests run the sweep's own
+    process set-up: trials and Train actors without runtime envs.
+    """
     import ray
 
+    from orchestration.ray_env import init_ray
+
     if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        init_ray(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     yield ray
     ray.shutdown()
 

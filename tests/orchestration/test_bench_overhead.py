@@ -123,5 +123,5 @@ def test_smoke_prints_both_rows_with_positive_numbers(ray_local, capsys):
     assert re.search(r"project overhead / stock overhead: \d+\.\d\d", out), out
     # The project's controller settings reached its workers and not the stock ones.
     interval = TRAIN_ENV["RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"]
-    assert re.search(r"^stock: .*health-check interval 2 \(default\) s;", out, re.M), out
+    assert re.search(r"^stock: .*health-check interval 2\.0 s;", out, re.M), out
     assert re.search(rf"^project: .*health-check interval {re.escape(interval)} s;", out, re.M), out

@@ -58,7 +58,11 @@ def test_three_node_cluster(request, tmp_path):
     # every plain ray.init() on this machine would find and join it: keep it private. Short
     # path: Ray's unix sockets live below it (108-byte limit).
     ray_tmp = tempfile.mkdtemp(prefix="us8k-mn-", dir="/tmp")
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    # Nor the variables this session's Ray was started with (ray_env.init_ray): nodes started
+    # by Cluster() inherit the child's environment, and the child tests Ray's usual runtime envs.
+    from orchestration.ray_env import MARKER, RAYLET_ENV
+
+    env = {k: v for k, v in os.environ.items() if k not in {"RAY_ADDRESS", MARKER, *RAYLET_ENV}}
     # Ray workers run with OMP_NUM_THREADS=1; a multithreaded driver rounds float32 features
     # differently (last bit), and the features are compared bit for bit.
     env.update({ENV_DATA: str(tiny_dataset_root), "RAY_TMPDIR": ray_tmp, "OMP_NUM_THREADS": "1"})
@@ -212,6 +216,10 @@ def test_inner_sweep_trials_train_on_the_gpu_node(nodes, extracted, tmp_path):
         "--name", "multinode", "--no-log-models",
     ])
     assert code == 0
+    # The sweep connected to a cluster it did not start: it claims nothing about its raylets.
+    from orchestration.ray_env import MARKER
+
+    assert MARKER not in os.environ
     assert ray.get_runtime_context().get_node_id() == nodes.head
     workers = {a: n for a, n in _train_worker_nodes(ray).items() if a not in before}
     assert len(workers) == 2, workers  # one Train run per (configuration, fold), 1 worker each
