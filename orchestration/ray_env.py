@@ -13,8 +13,10 @@ into the environment the raylet, and so every Ray process, inherits. A runtime e
 nothing, and ``raylet_env_suffices()`` says so: ``tune_trials_without_runtime_env`` (around
 ``Tuner.fit``) and ``train_fold`` leave it out. Anywhere else (a cluster started by ``ray
 start``, a variable changed since) the marker is absent or differs and Ray's usual runtime envs
-are used. Measured (``python -m orchestration.bench_overhead``, README): ~0.45 s less per
-Train run on 2 idle cores, and ~0.9 CPU-seconds less, which matters most when trials share CPUs.
+are used. Measured (README "Benchmarks"): overhead per trial 2.4 -> 2.0 s on 2 idle cores
+(``python -m orchestration.bench_overhead``); in the demo sweep the controller costs 1.2 instead
+of 1.6 CPU-seconds per run and the synchronisation actor 0.7 instead of 1.0 (the sweep's ratio
+1.27x -> 1.22x), which matters most when trials share CPUs.
 
 The hooks replace private Ray 2.60 methods (Tune's actor-class cache, the Trainer's controller
 launch, the worker group's runtime env); tests/orchestration/test_ray_env.py fails if they change.
