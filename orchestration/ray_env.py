@@ -1,22 +1,26 @@
-"""Start Tune trials and Train actors without a runtime env when the raylet's environment suffices.
+"""Start Tune trials and Train actors without runtime envs, and keep one Train controller process.
 
 Tune gives every trial actor a runtime env (``PL_DISABLE_FORK`` plus the driver's Ray Train
 variables), Train gives its controller and workers one (the ``RAY_TRAIN_*`` variables set in the
 process that builds the Trainer, plus a warning switch), and every actor inherits its parent's.
 A process with a runtime env starts through ``setup_worker.py``: one more Python start-up, and
-it can never be one of the raylet's idle pre-started workers. A sweep starts three such
-processes per (configuration, fold) run (Train controller, synchronisation actor, worker).
+it can never be one of the raylet's idle pre-started workers. And every ``fit()`` starts a new
+controller actor (a process that imports Ray Train: ~1.2 CPU-seconds), then a synchronisation
+actor and the workers.
 
 When this process starts the local Ray instance itself, ``init_ray`` first puts the same
 variables (``RAYLET_ENV``, plus a marker recording every variable Tune or Train would forward)
 into the environment the raylet, and so every Ray process, inherits. A runtime env then adds
-nothing, and ``raylet_env_suffices()`` says so: ``tune_trials_without_runtime_env`` (around
-``Tuner.fit``) and ``train_fold`` leave it out. Anywhere else (a cluster started by ``ray
-start``, a variable changed since) the marker is absent or differs and Ray's usual runtime envs
-are used. Measured (README "Benchmarks"): overhead per trial 2.4 -> 2.0 s on 2 idle cores
-(``python -m orchestration.bench_overhead``); in the demo sweep the controller costs 1.2 instead
-of 1.6 CPU-seconds per run and the synchronisation actor 0.7 instead of 1.0 (the sweep's ratio
-1.27x -> 1.22x), which matters most when trials share CPUs.
+nothing, and ``raylet_env_suffices()`` says so. Then ``tune_trials_without_runtime_env``
+(around ``Tuner.fit``) starts trial actors without one, and ``train_fold`` runs Train's own
+``TrainController`` in one ``ControllerHost`` actor per trial process (no runtime env, started
+once) and gives workers only the run's own runtime env. Anywhere else (a cluster started by
+``ray start``, a variable changed since) the marker is absent or differs and Ray's usual
+runtime envs and controller actors are used.
+
+Measured (README "Benchmarks"): overhead per trivial trial 2.4 s -> 2.0 s (no runtime envs) ->
+1.4 s (controller host) on 2 idle cores (``python -m orchestration.bench_overhead``); the demo
+sweep's ratio 1.27x -> 1.22x -> 1.17x.
 
 The hooks replace private Ray 2.60 methods (Tune's actor-class cache, the Trainer's controller
 launch, the worker group's runtime env); tests/orchestration/test_ray_env.py fails if they change.
@@ -118,37 +122,82 @@ def tune_trials_without_runtime_env() -> Iterator[bool]:
 
 
 def launch_controller_without_runtime_env(trainer: Any) -> None:
-    """Make ``trainer.fit()`` start Train's controller (and through it, the workers) with none.
+    """Make ``trainer.fit()`` run Train's controller in this process's ``ControllerHost`` actor.
 
-    Mirrors ``DataParallelTrainer._initialize_and_run_controller`` of Ray 2.60 minus its
-    ``runtime_env``; the controller gets ``NoWorkerRuntimeEnv`` for its workers through the
+    Replaces ``DataParallelTrainer._initialize_and_run_controller`` of Ray 2.60, which starts a
+    new controller actor (a process, ~1.2 CPU-seconds) with a runtime env for every ``fit()``:
+    the same ``TrainController`` runs, with the same arguments, in one long-lived actor without
+    a runtime env. The controller gets ``NoWorkerRuntimeEnv`` for its workers through the
     trainer's callbacks (see ``train_fold``). Only call it when ``raylet_env_suffices()``.
     """
 
     def run(**controller_init_kwargs: Any):
-        here = ray.get_runtime_context().get_node_id()
-        controller = _controller_class().options(
-            label_selector={ray._raylet.RAY_NODE_ID_KEY: here}
-        ).remote(**controller_init_kwargs)
+        host = controller_host()
         if threading.current_thread() is threading.main_thread():
-            trainer._register_sigint_handler(controller)
-        ray.get(controller.run.remote())
-        return ray.get(controller.get_result.remote())
+            trainer._register_sigint_handler(host)
+        try:
+            return ray.get(host.run.remote(controller_init_kwargs))
+        except ray.exceptions.RayActorError:
+            _forget_host(host)  # it died (node lost, or an aborted controller exited it)
+            raise
 
     trainer._initialize_and_run_controller = run
 
 
-_controller_cls: Any = None
+class ControllerHost:
+    """An actor that runs one Ray Train ``TrainController`` after another, as Train's own
+    controller actor runs one: ``run`` awaits it in the actor's event loop; the methods the
+    workers (``get_all_reported_checkpoints``) and Ctrl-C (``abort``) call on their
+    "controller" go to the current one."""
 
+    def __init__(self) -> None:
+        self._controller: Any = None
 
-def _controller_class() -> Any:
-    """The controller actor class, registered with Ray once per process (not once per run)."""
-    global _controller_cls
-    if _controller_cls is None:
+    async def run(self, controller_init_kwargs: dict[str, Any]) -> Any:
         from ray.train.v2._internal.execution.controller import TrainController
 
-        _controller_cls = ray.remote(num_cpus=0)(TrainController)
-    return _controller_cls
+        self._controller = TrainController(**controller_init_kwargs)
+        try:
+            await self._controller.run()
+            return self._controller.get_result()
+        finally:
+            self._controller = None
+
+    async def get_all_reported_checkpoints(self, *args: Any, **kwargs: Any) -> Any:
+        return await self._controller.get_all_reported_checkpoints(*args, **kwargs)
+
+    def ready(self) -> bool:
+        return True
+
+    async def abort(self) -> None:
+        if self._controller is not None:
+            await self._controller.abort()
+
+
+# This process's ControllerHost actor (owned here: it ends with this process).
+_host: Any = None
+
+
+def controller_host() -> Any:
+    """This process's ControllerHost, started on this node on first use or if it died."""
+    global _host
+    if _host is not None:
+        try:
+            ray.get(_host.ready.remote())
+        except ray.exceptions.RayActorError:
+            _host = None
+    if _host is None:
+        here = ray.get_runtime_context().get_node_id()
+        _host = ray.remote(num_cpus=0)(ControllerHost).options(
+            label_selector={ray._raylet.RAY_NODE_ID_KEY: here}
+        ).remote()
+    return _host
+
+
+def _forget_host(host: Any) -> None:
+    global _host
+    if _host is host:
+        _host = None
 
 
 class NoWorkerRuntimeEnv(ControllerCallback):
@@ -156,7 +205,7 @@ class NoWorkerRuntimeEnv(ControllerCallback):
 
     Train adds the ``RAY_TRAIN_*`` variables it sees to every worker's runtime env; a
     controller started by ``launch_controller_without_runtime_env`` sees the raylet's, which
-    every worker inherits anyway. (The controller process serves this one run.)
+    every worker inherits anyway.
     """
 
     def after_controller_start(self, train_run_context: Any) -> None:

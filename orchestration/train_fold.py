@@ -2,7 +2,7 @@
 
 Start-up cost matters: a sweep starts one Train run per (configuration, fold). Measured on 2
 idle cores (``python -m orchestration.bench_overhead``, README "Benchmarks"), the stock pattern
-spends ~13 s per run outside the worker loop, ~25 s under load; this project's trials ~2.5 s.
+spends ~13 s per run outside the worker loop, ~25 s under load; this project's trials ~1.4 s.
 ``train_fold`` cuts it with:
 
 - ``TRAIN_ENV``: the controller polls workers every 0.2 s instead of 2 s (every report waits
@@ -10,9 +10,10 @@ spends ~13 s per run outside the worker loop, ~25 s under load; this project's t
   FailureConfig restarts anyway);
 - ``TFConfigNoImport``: the controller no longer imports TensorFlow just to unpickle the
   backend config;
-- ``lean=True`` and Ray started by ``ray_env.init_ray``: the controller, its synchronisation
-  actor and the workers start without a runtime env (one Python start-up fewer each, see
-  ``orchestration.ray_env``);
+- ``lean=True`` and Ray started by ``ray_env.init_ray``: Train's controller runs in one
+  long-lived actor per process (``ray_env.ControllerHost``: no controller process to start per
+  run) and its synchronisation actor and the workers start without a runtime env (one Python
+  start-up fewer each), see ``orchestration.ray_env``;
 - ``lean=True``: the controller skips its Ray Data manager (we pass no Ray Datasets; it imports
   ray.data in an extra process) and the placement-group cleaner (an extra process that needs
   the dashboard's state API). This uses a private Trainer hook, pinned to Ray 2.60 and checked

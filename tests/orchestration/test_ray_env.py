@@ -94,6 +94,7 @@ class EnvRecorder(ControllerCallback, WorkerGroupCallback):
             json.dump(
                 {
                     "controller": dict(ray.get_runtime_context().runtime_env),
+                    "controller_pid": os.getpid(),
                     "controller_health": os.environ.get(HEALTH),
                     "workers": worker_group.execute(worker_env),
                 },
@@ -121,11 +122,20 @@ def _train(features_ref, tmp_path, name: str) -> dict:
 
 @pytest.mark.slow
 def test_train_fold_starts_its_actors_without_runtime_env(ray_local, features_ref, tmp_path):
+    from orchestration import ray_env
+
     seen = _train(features_ref, tmp_path, "bare")
     assert seen["controller"] == {}
     # Only the run's own variables: Train's RAY_TRAIN_* come from the raylet's environment.
     assert seen["workers"] == [{"env_vars": {"US8K_PROBE": "bare"}}]
     assert seen["controller_health"] == os.environ[HEALTH]
+    # The next run's controller runs in the same ControllerHost process...
+    again = _train(features_ref, tmp_path, "again")
+    assert again["controller_pid"] == seen["controller_pid"] != os.getpid()
+    # ...and one that died is replaced.
+    ray_local.kill(ray_env.controller_host())
+    replaced = _train(features_ref, tmp_path, "replaced")
+    assert replaced["controller_pid"] != seen["controller_pid"]
 
 
 @pytest.mark.slow
