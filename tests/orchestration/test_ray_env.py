@@ -147,3 +147,17 @@ def test_train_fold_forwards_variables_the_raylet_lacks(ray_local, features_ref,
     assert seen["controller_health"] == "0.3"
     (worker,) = seen["workers"]
     assert worker["env_vars"][HEALTH] == "0.3" and worker["env_vars"]["US8K_PROBE"] == "forwarded"
+
+
+@pytest.mark.slow
+def test_a_failed_run_leaves_the_controller_host_usable(ray_local, features_ref, tmp_path):
+    import ray.train
+
+    from orchestration.train_fold import train_fold
+
+    before = _train(features_ref, tmp_path, "before")
+    with pytest.raises(ray.train.TrainingFailedError, match="test fold 99 has no clips"):
+        train_fold(features_ref, 99, TrainConfig(epochs=1), num_workers=1,
+                   storage_path=str(tmp_path / "runs"), name="fails")
+    after = _train(features_ref, tmp_path, "after")
+    assert after["controller_pid"] == before["controller_pid"]
