@@ -6,17 +6,19 @@ defaults (6 stock trials of ~15 s, then 6 project trials of ~7 s, plus Ray start
 
 A sweep trial is one (configuration, fold) pair running one Ray Train run. This measures what a
 trial costs beyond its training, in one run, on one local Ray instance (2 CPUs, started as the
-sweep starts it, unless Ray is already running in this process), over ``--trials`` trials of identical work:
+sweep starts it, unless Ray is already running in this process), over ``--trials`` trials of
+identical work:
 
 (a) stock: a Tune function trainable that imports ``ray.train.tensorflow.TensorflowTrainer`` and
     fits it with the stock ``TensorflowConfig``, ``TuneReportCallback`` and an otherwise stock
     Train ``RunConfig`` (storage redirected to a temporary directory), default controller
-    settings (health check every 2 s), Ray's usual runtime envs, no ``reuse_actors``. The one change from Ray's example:
-    ``tune.with_resources(fn, {"CPU": 0.01})``. With the default 1 CPU per trial, two trials at
-    once hold both CPUs and their Train workers can never be placed (deadlock at concurrency 2).
+    settings (health check every 2 s), Ray's usual runtime envs, no ``reuse_actors``. The one
+    change from Ray's example: ``tune.with_resources(fn, {"CPU": 0.01})``. With the default 1
+    CPU per trial, two trials at once hold both CPUs and their Train workers can never be
+    placed (deadlock at concurrency 2).
 (b) project: the sweep's own path, ``orchestration.trial.run_fold_trial`` with ``TrialSettings``
     -> ``orchestration.train_fold.train_fold`` (TRAIN_ENV, TFConfigNoImport, lean controller
-    callbacks, no runtime envs, drain_tune_reports), with the Tune settings of
+    callbacks, no runtime envs, controller host, drain_tune_reports), with the Tune settings of
     ``sweep_runner._tuner`` (``reuse_actors=True``, ``{"CPU": TRIAL_DRIVER_CPU}`` per trial,
     ``verbose=0``) inside ``tune_trials_without_runtime_env()`` as the sweep does; its workers
     reserve what ``run_fold_trial`` gives them (``cpus_per_worker`` less their share of the

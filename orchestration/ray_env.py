@@ -57,7 +57,8 @@ def forwarded_variables() -> frozenset[str]:
     from ray.train.v2._internal.constants import ENV_VARS_TO_PROPAGATE as train_vars
     from ray.tune.execution.class_cache import DEFAULT_ENV_VARS, ENV_VARS_TO_PROPAGATE
 
-    return frozenset(train_vars) | frozenset(ENV_VARS_TO_PROPAGATE) | set(DEFAULT_ENV_VARS) | set(_RUNTIME_ENV_DEFAULTS)
+    tune_vars = set(ENV_VARS_TO_PROPAGATE) | set(DEFAULT_ENV_VARS)
+    return frozenset(train_vars) | tune_vars | set(_RUNTIME_ENV_DEFAULTS)
 
 
 def _snapshot() -> dict[str, str | None]:
@@ -121,7 +122,7 @@ def tune_trials_without_runtime_env() -> Iterator[bool]:
         _ActorClassCache.get = original
 
 
-def launch_controller_without_runtime_env(trainer: Any) -> None:
+def run_controller_in_host(trainer: Any) -> None:
     """Make ``trainer.fit()`` run Train's controller in this process's ``ControllerHost`` actor.
 
     Replaces ``DataParallelTrainer._initialize_and_run_controller`` of Ray 2.60, which starts a
@@ -135,11 +136,7 @@ def launch_controller_without_runtime_env(trainer: Any) -> None:
         host = controller_host()
         if threading.current_thread() is threading.main_thread():
             trainer._register_sigint_handler(host)
-        try:
-            return ray.get(host.run.remote(controller_init_kwargs))
-        except ray.exceptions.RayActorError:
-            _forget_host(host)  # it died (node lost, or an aborted controller exited it)
-            raise
+        return ray.get(host.run.remote(controller_init_kwargs))
 
     trainer._initialize_and_run_controller = run
 
@@ -179,7 +176,8 @@ _host: Any = None
 
 
 def controller_host() -> Any:
-    """This process's ControllerHost, started on this node on first use or if it died."""
+    """This process's ControllerHost, started on this node on first use or if it died (its node
+    was lost, or an aborted controller exited it)."""
     global _host
     if _host is not None:
         try:
@@ -194,18 +192,11 @@ def controller_host() -> Any:
     return _host
 
 
-def _forget_host(host: Any) -> None:
-    global _host
-    if _host is host:
-        _host = None
-
-
 class NoWorkerRuntimeEnv(ControllerCallback):
     """A Train controller callback: in the controller, workers get only the run's own runtime env.
 
     Train adds the ``RAY_TRAIN_*`` variables it sees to every worker's runtime env; a
-    controller started by ``launch_controller_without_runtime_env`` sees the raylet's, which
-    every worker inherits anyway.
+    controller in a ``ControllerHost`` sees the raylet's, which every worker inherits anyway.
     """
 
     def after_controller_start(self, train_run_context: Any) -> None:

@@ -42,8 +42,8 @@ from model.train_loop import make_loop_config, train_loop_per_worker
 from orchestration.ray_env import (
     TRAIN_ENV,
     NoWorkerRuntimeEnv,
-    launch_controller_without_runtime_env,
     raylet_env_suffices,
+    run_controller_in_host,
 )
 from orchestration.tf_backend import TFConfigNoImport
 from orchestration.trial import FINAL_KEY
@@ -119,7 +119,7 @@ def train_fold(
     if lean:
         drop_unused_controller_callbacks(trainer)
     if bare:
-        launch_controller_without_runtime_env(trainer)
+        run_controller_in_host(trainer)
     result = trainer.fit()
     if any(type(c).__name__ == "TuneReportCallback" for c in callbacks):
         drain_tune_reports()
