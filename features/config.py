@@ -8,6 +8,8 @@ import json
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from features.configbase import from_dict_strict
+
 Recipe = Literal["seed", "corrected"]
 Kind = Literal["logmel", "mfcc"]
 
@@ -63,14 +65,3 @@ class FeatureConfig:
         """Stable short hash of every field, part of the feature-cache key."""
         blob = json.dumps(self.to_dict(), sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
-
-
-def from_dict_strict(cls: type, data: dict[str, Any]):
-    """Build dataclass ``cls`` from ``data``, rejecting keys it does not know."""
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise ValueError(
-            f"{cls.__name__}: unknown key(s) {', '.join(unknown)}; known keys: {', '.join(sorted(names))}"
-        )
-    return cls(**data)

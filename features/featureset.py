@@ -43,6 +43,3 @@ class FeatureSet:
             fs_ids=self.fs_ids[mask],
             file_names=self.file_names[mask],
         )
-
-    def in_folds(self, folds: tuple[int, ...] | list[int]) -> FeatureSet:
-        return self.select(np.isin(self.folds, list(folds)))

@@ -29,23 +29,6 @@ CSV_COLUMNS: tuple[str, ...] = (
 )
 MAX_CLIP_SECONDS = 4.0
 
-# Clips per class (rows) and fold (columns 1..10) in the real dataset: 8,732 in all.
-CLIPS_PER_CLASS_AND_FOLD: tuple[tuple[int, ...], ...] = (
-    (100, 100, 100, 100, 100, 100, 100, 100, 100, 100),
-    (36, 42, 43, 59, 98, 28, 28, 30, 32, 33),
-    (100, 100, 100, 100, 100, 100, 100, 100, 100, 100),
-    (100, 100, 100, 100, 100, 100, 100, 100, 100, 100),
-    (100, 100, 100, 100, 100, 100, 100, 100, 100, 100),
-    (96, 100, 107, 107, 107, 107, 106, 88, 89, 93),
-    (35, 35, 36, 38, 40, 46, 51, 30, 31, 32),
-    (120, 120, 120, 120, 120, 68, 76, 78, 82, 96),
-    (86, 91, 119, 166, 71, 74, 77, 80, 82, 83),
-    (100, 100, 100, 100, 100, 100, 100, 100, 100, 100),
-)
-TOTAL_CLIPS = 8732
-TOTAL_RECORDINGS = 1297
-RECORDINGS_IN_SEVERAL_FOLDS = 5
-
 
 def audio_relpath(fold: int, slice_file_name: str) -> str:
     """Path of a clip relative to the dataset root: ``audio/fold<N>/<name>``."""

@@ -77,24 +77,30 @@ def uses_float16(model: keras.Model) -> bool:
     return any(layer.compute_dtype == "float16" for layer in model.layers)
 
 
-def make_optimizer(config: TrainConfig, *, loss_scale: bool = False) -> keras.optimizers.Optimizer:
-    """Adam(lr, beta_1, beta_2); wrapped for dynamic loss scaling under float16."""
+def make_optimizer(
+    config: TrainConfig, *, loss_scale: bool = False, initial_loss_scale: float | None = None
+) -> keras.optimizers.Optimizer:
+    """Adam(lr, beta_1, beta_2); wrapped for dynamic loss scaling under float16, starting at
+    ``initial_loss_scale`` (a resumed run's saved scale) or Keras's default 2**15."""
     optimizer = keras.optimizers.Adam(
         learning_rate=config.learning_rate, beta_1=config.beta_1, beta_2=config.beta_2
     )
-    return keras.mixed_precision.LossScaleOptimizer(optimizer) if loss_scale else optimizer
+    if not loss_scale:
+        return optimizer
+    if initial_loss_scale is None:
+        return keras.mixed_precision.LossScaleOptimizer(optimizer)
+    return keras.mixed_precision.LossScaleOptimizer(optimizer, initial_scale=initial_loss_scale)
 
 
-def compile_model(model: keras.Model, config: TrainConfig) -> keras.Model:
+def compile_model(
+    model: keras.Model, config: TrainConfig, *, initial_loss_scale: float | None = None
+) -> keras.Model:
     """Adam + sparse categorical cross-entropy + accuracy (labels are integer classIDs)."""
     model.compile(
-        optimizer=make_optimizer(config, loss_scale=uses_float16(model)),
+        optimizer=make_optimizer(
+            config, loss_scale=uses_float16(model), initial_loss_scale=initial_loss_scale
+        ),
         loss=keras.losses.SparseCategoricalCrossentropy(),
         metrics=["accuracy"],
     )
     return model
-
-
-def layer_output_shapes(model: keras.Model, kinds: tuple[type, ...]) -> list[tuple[int, ...]]:
-    """Output shapes (without batch axis) of the layers of the given types, in order."""
-    return [tuple(layer.output_shape[1:]) for layer in model.layers if isinstance(layer, kinds)]

@@ -7,7 +7,7 @@ import numbers
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from features.config import from_dict_strict
+from features.configbase import from_dict_strict
 
 Variant = Literal["reference", "wide", "deep"]
 MixedPrecision = Literal["auto", "on", "off"]

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from features.featureset import FeatureSet
+from model.config import TrainConfig
 
 _STD_FLOOR = 1e-6
 _CHUNK_ROWS = 1024
@@ -149,3 +150,42 @@ def apply_normaliser(features: np.ndarray, normaliser: Normaliser) -> np.ndarray
 def as_model_input(features: np.ndarray) -> np.ndarray:
     """(N, bands, frames) -> (N, bands, frames, 1): the CNN's single input channel."""
     return np.asarray(features, dtype=np.float32)[..., np.newaxis]
+
+
+@dataclass(frozen=True)
+class PreparedFold:
+    split: FoldSplit
+    normaliser: Normaliser
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return tuple(self.x_train.shape[1:])
+
+
+def prepare_fold(featureset: FeatureSet, test_fold: int, config: TrainConfig) -> PreparedFold:
+    """Split, fit the normaliser on the training rows only, and build the model inputs."""
+    split = split_fold(featureset, test_fold, config.val_fraction, config.seed)
+    bands = featureset.features.shape[1]
+    train_features = featureset.features[split.train]
+    normaliser = fit_normaliser(train_features) if config.normalise else Normaliser.identity(bands)
+
+    def inputs(rows: np.ndarray) -> np.ndarray:
+        return as_model_input(apply_normaliser(featureset.features[rows], normaliser))
+
+    labels = np.asarray(featureset.labels, dtype=np.int32)
+    return PreparedFold(
+        split=split,
+        normaliser=normaliser,
+        x_train=inputs(split.train),
+        y_train=labels[split.train],
+        x_val=inputs(split.val),
+        y_val=labels[split.val],
+        x_test=inputs(split.test),
+        y_test=labels[split.test],
+    )

@@ -2,23 +2,15 @@
 
 One fold: split (test fold held out, grouped validation from the training folds), normalise
 with training-only statistics, train the CNN under MultiWorkerMirroredStrategy, report every
-epoch, checkpoint, stop early, then evaluate the test fold once with the best-epoch weights.
-
-Checkpoint directory layout (written by rank 0 only):
-  state.json        epoch counter, best-so-far, history, normaliser, configs
-  weights.npz       current model weights (w0000, w0001, ... in model.get_weights() order)
-  optimizer.npz     optimizer variables (+ dynamic loss scale under mixed precision)
-  best_weights.npz  weights of the best val_loss epoch
-  model.keras       final checkpoint only: best-epoch model, loadable with tf_keras
-  report.json       final checkpoint only: test-fold classification report + summary
+epoch, checkpoint (``model.checkpoints``), stop early, then evaluate the test fold once with
+the best-epoch weights.
 
 Reports: every worker calls ``ray.train.report`` once per epoch (V2 treats it as a barrier)
 with rank 0's numbers (broadcast), and only rank 0 attaches checkpoints; Ray keeps rank 0's
-metrics. Per epoch: epoch, loss, accuracy, val_loss, val_accuracy, epoch_seconds,
-samples_per_second (training phase, all workers together), best_epoch, best_val_loss. The
-final report repeats those keys with the *best* epoch's values (epoch = epochs trained) and
-adds final=1, test_loss, test_accuracy, test_macro_f1/precision/recall, epochs_trained and
-resumes (attempts that resumed from a checkpoint); V2's Result.metrics is that report.
+metrics. Per epoch: ``EPOCH_METRIC_KEYS``. The final report repeats those keys with the
+*best* epoch's values (epoch = epochs trained) and adds ``FINAL_KEY`` = 1, test_loss,
+test_accuracy, test_macro_f1/precision/recall, epochs_trained, resumes (attempts that
+resumed from a checkpoint) and loop_seconds; V2's Result.metrics is that report.
 
 Resuming (``ray.train.get_checkpoint()``) restores weights, optimizer state, best-so-far and
 the epoch counter, and continues with the next epoch. The shuffle order and dropout masks
@@ -29,15 +21,12 @@ TensorFlow is imported inside the functions, so importing this module is cheap.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
-import shutil
-import tempfile
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -48,29 +37,16 @@ from ray.train.collective import broadcast_from_rank_zero
 
 from features.featureset import FeatureSet
 from features.us8k import CLASS_NAMES
+from model import checkpoints as ckpt
 from model.config import TrainConfig
-from model.data import (
-    FoldSplit,
-    Normaliser,
-    apply_normaliser,
-    as_model_input,
-    fit_normaliser,
-    split_fold,
-)
-from model.metrics import classification_report
+from model.data import PreparedFold, prepare_fold
 
 # Test-only failure hook: world rank 1 exits hard at the start of this (1-based) epoch,
 # once: the marker file records that the failure already happened.
 ENV_FAIL_AT_EPOCH = "US8K_FAIL_AT_EPOCH"
 ENV_FAIL_MARKER = "US8K_FAIL_MARKER"
 
-STATE_FILE = "state.json"
-WEIGHTS_FILE = "weights.npz"
-OPTIMIZER_FILE = "optimizer.npz"
-BEST_WEIGHTS_FILE = "best_weights.npz"
-MODEL_FILE = "model.keras"
-REPORT_FILE = "report.json"
-
+FINAL_KEY = "final"  # set to 1 on a run's final report
 EPOCH_METRIC_KEYS = (
     "epoch",
     "loss",
@@ -82,8 +58,54 @@ EPOCH_METRIC_KEYS = (
     "best_epoch",
     "best_val_loss",
 )
+FINAL_METRIC_KEYS = (
+    "test_accuracy",
+    "test_loss",
+    "test_macro_f1",
+    "test_macro_precision",
+    "test_macro_recall",
+    "best_epoch",
+    "best_val_loss",
+    "epochs_trained",
+    "resumes",
+    "loop_seconds",
+)
 
-_LOOP_KEYS = ("features", "test_fold", "train_config", "use_gpu", "intra_op_threads", "class_names")
+
+@dataclass(frozen=True)
+class LoopSettings:
+    """The ``train_loop_config`` every worker gets (``features``: a FeatureSet or an ObjectRef)."""
+
+    features: Any
+    test_fold: int
+    train_config: TrainConfig
+    use_gpu: bool = False
+    intra_op_threads: int | None = None
+    class_names: tuple[str, ...] = CLASS_NAMES
+
+    def to_loop_config(self) -> dict[str, Any]:
+        return {
+            "features": self.features,
+            "test_fold": int(self.test_fold),
+            "train_config": self.train_config.to_dict(),
+            "use_gpu": bool(self.use_gpu),
+            "intra_op_threads": self.intra_op_threads,
+            "class_names": list(self.class_names),
+        }
+
+    @classmethod
+    def from_loop_config(cls, config: Mapping[str, Any]) -> LoopSettings:
+        known = ("features", "test_fold", "train_config", "use_gpu", "intra_op_threads", "class_names")
+        unknown = sorted(set(config) - set(known))
+        missing = sorted({"features", "test_fold", "train_config"} - set(config))
+        if unknown or missing:
+            raise ValueError(
+                f"train_loop_config: unknown key(s) {unknown}, missing key(s) {missing}; expected {list(known)}"
+            )
+        data = dict(config)
+        data["train_config"] = TrainConfig.from_dict(data["train_config"])
+        data["class_names"] = tuple(data.get("class_names", CLASS_NAMES))
+        return cls(**data)
 
 
 def make_loop_config(
@@ -96,123 +118,42 @@ def make_loop_config(
     class_names: tuple[str, ...] = CLASS_NAMES,
 ) -> dict[str, Any]:
     """The ``train_loop_config`` dict: ``features`` is an ObjectRef to a FeatureSet (or one)."""
-    return {
-        "features": features,
-        "test_fold": int(test_fold),
-        "train_config": train_config.to_dict(),
-        "use_gpu": bool(use_gpu),
-        "intra_op_threads": intra_op_threads,
-        "class_names": list(class_names),
-    }
+    return LoopSettings(
+        features, test_fold, train_config, use_gpu, intra_op_threads, tuple(class_names)
+    ).to_loop_config()
 
 
 @dataclass
-class TrainState:
-    """Everything besides tensors that a resumed run needs; JSON round-trips via asdict."""
+class Attempt:
+    """One worker's view of this training attempt (a resumed run starts a new one)."""
 
-    epoch: int = 0  # epochs completed
-    best_epoch: int = 0
-    best_val_loss: float = math.inf
-    epochs_since_best: int = 0
-    stopped_early: bool = False
-    attempt_start_epochs: list[int] = field(default_factory=list)
-    history: list[dict[str, float]] = field(default_factory=list)
+    settings: LoopSettings
+    fold: PreparedFold
+    model: Any
+    state: ckpt.TrainState
+    best_weights: list[np.ndarray] | None
+    rank: int
+    world_size: int
 
-    def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        # JSON has no infinity; None means "no validated epoch yet".
-        data["best_val_loss"] = None if math.isinf(self.best_val_loss) else self.best_val_loss
-        return data
+    @property
+    def config(self) -> TrainConfig:
+        return self.settings.train_config
 
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> TrainState:
-        data = dict(data)
-        if data.get("best_val_loss") is None:
-            data["best_val_loss"] = math.inf
-        return cls(**data)
-
-
-def train_loop_per_worker(config: dict[str, Any]) -> None:
-    """Ray Train entry point; every worker runs it with the same ``config``."""
-    timer = _PhaseTimer()
-    _staged.clear()  # a previous run's final checkpoint in this process belongs to its caller
-    settings = _parse_loop_config(config)
-    train_config = TrainConfig.from_dict(settings["train_config"])
-    tf, keras = _import_tensorflow(settings["intra_op_threads"], train_config)
-    strategy = _make_strategy(tf)
-    timer.mark("tensorflow_and_strategy")
-
-    context = ray.train.get_context()
-    rank, world_size = context.get_world_rank(), context.get_world_size()
-    features = _resolve_features(settings["features"])
-    fold = _prepare_fold(features, settings["test_fold"], train_config)
-    model = _build_model(strategy, fold, settings, train_config)
-    state, best_weights = _restore_or_start(model, train_config)
-    state.attempt_start_epochs.append(state.epoch)
-    timer.mark("data_model_restore")
-
-    if state.epoch < train_config.epochs and not state.stopped_early:
-        best_weights = _fit(
-            tf, keras, model, fold, state, best_weights, settings, train_config, rank, world_size
-        )
-    timer.mark("fit")
-    _finish(model, state, best_weights, fold, settings, train_config, rank, world_size, timer)
+    def extras(self) -> dict[str, Any]:
+        """What every checkpoint's state.json carries besides the TrainState."""
+        return {
+            "train_config": self.config.to_dict(),
+            "test_fold": self.settings.test_fold,
+            "world_size": self.world_size,
+            "class_names": list(self.settings.class_names),
+            "input_shape": list(self.fold.input_shape),
+            "split_sizes": {k: len(getattr(self.fold.split, k)) for k in ("train", "val", "test")},
+            "normaliser": self.fold.normaliser.to_dict(),
+            "loss_scale": ckpt.loss_scale_state(self.model.optimizer),
+        }
 
 
-def _fit(tf, keras, model, fold, state, best_weights, settings, train_config, rank, world_size):
-    """Train the remaining epochs; returns the best-epoch weights (None if never validated)."""
-    global_batch = train_config.batch_size * world_size
-    steps = len(fold.y_train) // global_batch
-    remaining = train_config.epochs - state.epoch
-    train_ds, val_ds = _make_datasets(
-        tf, fold, global_batch, train_config, settings["test_fold"], remaining
-    )
-    reporter = _EpochReporter(
-        model=model,
-        state=state,
-        best_weights=best_weights,
-        rank=rank,
-        train_config=train_config,
-        snapshot=lambda: _snapshot_extras(settings, fold, train_config, world_size),
-        samples_per_epoch=steps * global_batch,
-    )
-    with _no_autotune_threads():
-        model.fit(
-            train_ds,
-            validation_data=val_ds,
-            epochs=train_config.epochs,
-            initial_epoch=state.epoch,
-            steps_per_epoch=steps,
-            callbacks=[reporter.as_callback(keras)],
-            verbose=0,
-        )
-    return reporter.best_weights
-
-
-@contextlib.contextmanager
-def _no_autotune_threads():
-    """Iterators created inside get no tf.data autotune thread (tf.data debug mode).
-
-    Why: destroying an iterator joins its autotune thread, and that thread can miss the
-    wake-up (TF 2.21: Model::OptimizeLoop re-checks IsCancelled() before
-    CancellationManager sets it, so it sleeps out its period, which doubles up to 60 s). At
-    the end of fit() that cost 10-50 s with 1 CPU. options.autotune.enabled=False cannot
-    reach the per-device datasets MultiWorkerMirroredStrategy's MultiDeviceIterator builds
-    with default options; debug mode can. Our pipelines are built before entering and have
-    no map functions (which debug mode would run eagerly); inside, it also drops the
-    strategy's 1-element device prefetch. It is process-global, hence restored on exit.
-    """
-    from tensorflow.python.data.ops import debug_mode  # no public way to turn it off again
-
-    previous = debug_mode.DEBUG_MODE
-    debug_mode.toggle_debug_mode(True)
-    try:
-        yield
-    finally:
-        debug_mode.toggle_debug_mode(previous)
-
-
-class _PhaseTimer:
+class PhaseTimer:
     """Wall-clock seconds per named phase of this attempt (start-up cost is worth watching)."""
 
     def __init__(self) -> None:
@@ -229,19 +170,64 @@ class _PhaseTimer:
         self._last = now
 
 
-# --------------------------------------------------------------------------- setup
+def train_loop_per_worker(config: dict[str, Any]) -> None:
+    """Ray Train entry point; every worker runs it with the same ``config``."""
+    timer = PhaseTimer()
+    ckpt.forget_staged()
+    settings = LoopSettings.from_loop_config(config)
+    tf, keras = _import_tensorflow(settings.intra_op_threads, settings.train_config)
+    strategy = _make_strategy(tf)
+    timer.mark("tensorflow_and_strategy")
+
+    context = ray.train.get_context()
+    fold = prepare_fold(_resolve_features(settings.features), settings.test_fold, settings.train_config)
+    resumed = ckpt.read_resumed(settings.train_config.to_dict())
+    loss_scale = resumed.loss_scale if resumed else None
+    model = _build_model(strategy, fold, settings, loss_scale)
+    if resumed is not None:
+        ckpt.restore_into(model, resumed)
+    attempt = Attempt(
+        settings,
+        fold,
+        model,
+        resumed.state if resumed else ckpt.TrainState(),
+        resumed.best_weights if resumed else None,
+        context.get_world_rank(),
+        context.get_world_size(),
+    )
+    attempt.state.attempt_start_epochs.append(attempt.state.epoch)
+    timer.mark("data_model_restore")
+
+    if attempt.state.epoch < attempt.config.epochs and not attempt.state.stopped_early:
+        _fit(tf, keras, attempt)
+    timer.mark("fit")
+    _finish(attempt, timer)
 
 
-def _parse_loop_config(config: Mapping[str, Any]) -> dict[str, Any]:
-    unknown = sorted(set(config) - set(_LOOP_KEYS))
-    missing = sorted({"features", "test_fold", "train_config"} - set(config))
-    if unknown or missing:
-        raise ValueError(
-            f"train_loop_config: unknown key(s) {unknown}, missing key(s) {missing}; expected {list(_LOOP_KEYS)}"
+def _fit(tf, keras, attempt: Attempt) -> None:
+    """Train the remaining epochs; ``attempt.best_weights`` ends as the best epoch's."""
+    from model._tf_compat import no_autotune_threads
+
+    config, fold = attempt.config, attempt.fold
+    global_batch = config.batch_size * attempt.world_size
+    steps = len(fold.y_train) // global_batch
+    train_ds, val_ds = _make_datasets(
+        tf, fold, global_batch, config, attempt.settings.test_fold, config.epochs - attempt.state.epoch
+    )
+    reporter = _EpochReporter(attempt, samples_per_epoch=steps * global_batch)
+    with no_autotune_threads():
+        attempt.model.fit(
+            train_ds,
+            validation_data=val_ds,
+            epochs=config.epochs,
+            initial_epoch=attempt.state.epoch,
+            steps_per_epoch=steps,
+            callbacks=[reporter.as_callback(keras)],
+            verbose=0,
         )
-    settings = {"use_gpu": False, "intra_op_threads": None, "class_names": list(CLASS_NAMES)}
-    settings.update(config)
-    return settings
+
+
+# --------------------------------------------------------------------------- setup
 
 
 def _import_tensorflow(intra_op_threads: int | None, train_config: TrainConfig):
@@ -280,76 +266,31 @@ def _resolve_features(features: Any) -> FeatureSet:
     return features
 
 
-@dataclass(frozen=True)
-class PreparedFold:
-    split: FoldSplit
-    normaliser: Normaliser
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_val: np.ndarray
-    y_val: np.ndarray
-    x_test: np.ndarray
-    y_test: np.ndarray
-
-    @property
-    def input_shape(self) -> tuple[int, int, int]:
-        return tuple(self.x_train.shape[1:])
-
-
-def _prepare_fold(featureset: FeatureSet, test_fold: int, config: TrainConfig) -> PreparedFold:
-    split = split_fold(featureset, test_fold, config.val_fraction, config.seed)
-    train_features = featureset.features[split.train]
-    bands = featureset.features.shape[1]
-    normaliser = fit_normaliser(train_features) if config.normalise else Normaliser.identity(bands)
-
-    def inputs(rows: np.ndarray) -> np.ndarray:
-        return as_model_input(apply_normaliser(featureset.features[rows], normaliser))
-
-    labels = np.asarray(featureset.labels, dtype=np.int32)
-    return PreparedFold(
-        split=split,
-        normaliser=normaliser,
-        x_train=inputs(split.train),
-        y_train=labels[split.train],
-        x_val=inputs(split.val),
-        y_val=labels[split.val],
-        x_test=inputs(split.test),
-        y_test=labels[split.test],
-    )
-
-
-def _make_datasets(
-    tf, fold: PreparedFold, global_batch: int, config: TrainConfig, test_fold: int, passes: int
-):
+def _make_datasets(tf, fold: PreparedFold, global_batch: int, config: TrainConfig, test_fold: int, passes: int):
     if len(fold.y_train) < global_batch:
         raise ValueError(
             f"test fold {test_fold}: {len(fold.y_train)} training clips, fewer than the global "
             f"batch {global_batch} (batch_size {config.batch_size} x workers)"
         )
-    train_ds = make_dataset(
-        tf, fold.x_train, fold.y_train, global_batch, seed=config.seed, train_passes=passes
-    )
+    train_ds = make_dataset(tf, fold.x_train, fold.y_train, global_batch, seed=config.seed, train_passes=passes)
     val_ds = make_dataset(tf, fold.x_val, fold.y_val, global_batch, seed=config.seed)
     return train_ds, val_ds
 
 
-def _build_model(strategy, fold: PreparedFold, settings: Mapping[str, Any], config: TrainConfig):
+def _build_model(strategy, fold: PreparedFold, settings: LoopSettings, loss_scale: Mapping[str, float] | None):
     from model.cnn import build_cnn, compile_model
 
-    mixed = config.use_mixed_precision(settings["use_gpu"])
+    config = settings.train_config
+    mixed = config.use_mixed_precision(settings.use_gpu)
     with strategy.scope():
-        network = build_cnn(
-            fold.input_shape, len(settings["class_names"]), config, mixed_precision=mixed
-        )
-        model = compile_model(network, config)
+        network = build_cnn(fold.input_shape, len(settings.class_names), config, mixed_precision=mixed)
+        model = compile_model(network, config, initial_loss_scale=(loss_scale or {}).get("scale"))
         # Built now, not at the first step, so a checkpoint's slots can be restored into it.
         model.optimizer.build(model.trainable_variables)
     return model
 
 
-def make_dataset(
-    tf, x: np.ndarray, y: np.ndarray, global_batch: int, *, seed: int, train_passes: int = 0
-):
+def make_dataset(tf, x: np.ndarray, y: np.ndarray, global_batch: int, *, seed: int, train_passes: int = 0):
     """In-memory tf.data pipeline of *global* batches, sharded per worker by DATA.
 
     Every worker builds the same pipeline (same seeded order), and the DATA auto-shard
@@ -358,8 +299,7 @@ def make_dataset(
     last partial batch dropped so all workers run the same steps. Training runs its k
     remaining epochs through one iterator because fit() otherwise rebuilds the distributed
     iterator (and re-runs the auto-shard rewrite) every epoch, seconds each with two
-    workers; a finite k rather than repeat() lets that iterator end cleanly (the stall once
-    seen tearing down an endless one was the autotune race that _no_autotune_threads avoids).
+    workers; a finite k rather than repeat() lets that iterator end cleanly.
     """
     ds = tf.data.Dataset.from_tensor_slices((x, y))
     if train_passes:
@@ -383,36 +323,19 @@ class _EpochReporter:
     Wrapped in a LambdaCallback by ``as_callback`` so this module imports no TensorFlow.
     """
 
-    def __init__(
-        self,
-        *,
-        model,
-        state: TrainState,
-        best_weights,
-        rank: int,
-        train_config: TrainConfig,
-        snapshot,
-        samples_per_epoch: int,
-    ):
-        self._model_ref = model
-        self.state = state
-        self.best_weights = best_weights
-        self.rank = rank
-        self.config = train_config
-        self.snapshot = snapshot
+    def __init__(self, attempt: Attempt, samples_per_epoch: int):
+        self.attempt = attempt
         self.samples_per_epoch = samples_per_epoch
         self._epoch_start = 0.0
         self._train_seconds = 0.0
 
     def as_callback(self, keras):
         return keras.callbacks.LambdaCallback(
-            on_epoch_begin=self.on_epoch_begin,
-            on_epoch_end=self.on_epoch_end,
-            on_test_begin=self.on_test_begin,
+            on_epoch_begin=self.on_epoch_begin, on_epoch_end=self.on_epoch_end, on_test_begin=self.on_test_begin
         )
 
     def on_epoch_begin(self, epoch: int, logs=None) -> None:
-        _maybe_fail(epoch + 1, self.rank)
+        _maybe_fail(epoch + 1, self.attempt.rank)
         self._epoch_start = time.perf_counter()
         self._train_seconds = 0.0
 
@@ -424,49 +347,40 @@ class _EpochReporter:
         logs = dict(logs or {})
         elapsed = time.perf_counter() - self._epoch_start
         train_seconds = self._train_seconds or elapsed
-        local = {
-            "epoch": epoch + 1,
-            "loss": float(logs["loss"]),
-            "accuracy": float(logs["accuracy"]),
-            "val_loss": float(logs["val_loss"]),
-            "val_accuracy": float(logs["val_accuracy"]),
-            "epoch_seconds": elapsed,
-            "samples_per_second": self.samples_per_epoch / train_seconds
-            if train_seconds > 0
-            else 0.0,
-        }
-        metrics = broadcast_from_rank_zero(local)
-        self._update_state(metrics)
-        metrics["best_epoch"] = self.state.best_epoch
-        metrics["best_val_loss"] = self.state.best_val_loss
-        self.state.history.append(dict(metrics))
-        self.state.epoch = metrics["epoch"]
-
-        improved = self.state.best_epoch == metrics["epoch"]
-        last = metrics["epoch"] >= self.config.epochs or self.state.stopped_early
-        periodic = (
-            self.config.checkpoint_every and metrics["epoch"] % self.config.checkpoint_every == 0
+        local = {key: float(logs[key]) for key in ("loss", "accuracy", "val_loss", "val_accuracy")}
+        local.update(
+            epoch=epoch + 1,
+            epoch_seconds=elapsed,
+            samples_per_second=self.samples_per_epoch / train_seconds if train_seconds > 0 else 0.0,
         )
+        metrics = broadcast_from_rank_zero(local)
+        state, config = self.attempt.state, self.attempt.config
+        self._update_best(metrics)
+        metrics["best_epoch"] = state.best_epoch
+        metrics["best_val_loss"] = state.best_val_loss
+        state.history.append(dict(metrics))
+        state.epoch = metrics["epoch"]
+        improved = state.best_epoch == metrics["epoch"]
+        last = metrics["epoch"] >= config.epochs or state.stopped_early
+        periodic = config.checkpoint_every and metrics["epoch"] % config.checkpoint_every == 0
         if improved or periodic or last:
-            _report_with_checkpoint(
-                self._model_ref, self.state, self.best_weights, self.rank, metrics, self.snapshot()
-            )
+            _report_with_checkpoint(self.attempt, metrics)
         else:
             ray.train.report(metrics)
-        if self.state.stopped_early:
-            self._model_ref.stop_training = True
+        if state.stopped_early:
+            self.attempt.model.stop_training = True
 
-    def _update_state(self, metrics: dict[str, float]) -> None:
-        val_loss = metrics["val_loss"]
-        if math.isfinite(val_loss) and val_loss < self.state.best_val_loss:
-            self.state.best_val_loss = val_loss
-            self.state.best_epoch = metrics["epoch"]
-            self.state.epochs_since_best = 0
-            self.best_weights = self._model_ref.get_weights()
+    def _update_best(self, metrics: dict[str, float]) -> None:
+        state, val_loss = self.attempt.state, metrics["val_loss"]
+        if math.isfinite(val_loss) and val_loss < state.best_val_loss:
+            state.best_val_loss = val_loss
+            state.best_epoch = metrics["epoch"]
+            state.epochs_since_best = 0
+            self.attempt.best_weights = self.attempt.model.get_weights()
         else:
-            self.state.epochs_since_best += 1
-            if self.config.patience and self.state.epochs_since_best >= self.config.patience:
-                self.state.stopped_early = True
+            state.epochs_since_best += 1
+            if self.attempt.config.patience and state.epochs_since_best >= self.attempt.config.patience:
+                state.stopped_early = True
 
 
 def _maybe_fail(epoch: int, rank: int) -> None:
@@ -478,174 +392,59 @@ def _maybe_fail(epoch: int, rank: int) -> None:
     os._exit(1)
 
 
-# --------------------------------------------------------------------------- checkpoints
-
-
-def _optimizer_variables(optimizer) -> list:
-    variables = list(optimizer.variables)
-    loss_scale = getattr(optimizer, "_loss_scale", None)
-    # Dynamic loss scale state lives outside .variables; without it a resumed run would
-    # restart from the initial scale of 2**15 and skip steps re-finding it.
-    for name in ("_current_loss_scale", "_counter"):
-        if hasattr(loss_scale, name):
-            variables.append(getattr(loss_scale, name))
-    return variables
-
-
-def _save_arrays(path: Path, arrays: list[np.ndarray]) -> None:
-    np.savez(path, **{f"w{i:04d}": a for i, a in enumerate(arrays)})
-
-
-def _load_arrays(path: Path) -> list[np.ndarray]:
-    with np.load(path) as data:
-        return [data[k] for k in sorted(data.files)]
-
-
-def _report_with_checkpoint(
-    model,
-    state: TrainState,
-    best_weights,
-    rank: int,
-    metrics: dict[str, Any],
-    extras: dict[str, Any],
-) -> None:
+def _report_with_checkpoint(attempt: Attempt, metrics: dict[str, Any]) -> None:
     # get_weights() reads sync-on-read variables (BatchNorm statistics) with a collective,
     # so every worker reads them; only rank 0 writes and hands Ray a checkpoint.
-    weights = model.get_weights()
-    optimizer_values = [np.asarray(v.numpy()) for v in _optimizer_variables(model.optimizer)]
-    if rank != 0:
+    weights = attempt.model.get_weights()
+    optimizer = ckpt.optimizer_values(attempt.model.optimizer)
+    if attempt.rank != 0:
         ray.train.report(metrics)
         return
-    directory = Path(tempfile.mkdtemp(prefix="us8k_ckpt_"))
-    _save_arrays(directory / WEIGHTS_FILE, weights)
-    _save_arrays(directory / OPTIMIZER_FILE, optimizer_values)
-    if best_weights is not None:
-        _save_arrays(directory / BEST_WEIGHTS_FILE, best_weights)
-    payload = {"state": state.to_json(), **extras}
-    (directory / STATE_FILE).write_text(json.dumps(payload, indent=1))
-    _report_checkpoint(metrics, directory)
-
-
-_staged: list[Path] = []  # this worker's last staging directory (see _report_checkpoint)
-
-
-def _report_checkpoint(metrics: dict[str, Any], directory: Path) -> None:
-    # Ray deletes the staging directory once it is persisted. In Train's local mode nothing
-    # is persisted: the directory is the checkpoint, so keep the newest and drop the one
-    # before (already gone in distributed mode).
-    ray.train.report(
-        metrics,
-        checkpoint=ray.train.Checkpoint.from_directory(str(directory)),
-        delete_local_checkpoint_after_upload=True,
-    )
-    while _staged:
-        shutil.rmtree(_staged.pop(), ignore_errors=True)
-    _staged.append(directory)
-
-
-def _restore_or_start(
-    model, train_config: TrainConfig
-) -> tuple[TrainState, list[np.ndarray] | None]:
-    checkpoint = ray.train.get_checkpoint()
-    if checkpoint is None:
-        return TrainState(), None
-    with checkpoint.as_directory() as tmp:
-        directory = Path(tmp)
-        payload = json.loads((directory / STATE_FILE).read_text())
-        saved_config = payload.get("train_config")
-        if saved_config is not None and saved_config != train_config.to_dict():
-            raise ValueError(
-                f"checkpoint {checkpoint.path}: it was written with a different TrainConfig "
-                f"({saved_config}) than this run's ({train_config.to_dict()})"
-            )
-        state = TrainState.from_json(payload["state"])
-        model.set_weights(_load_arrays(directory / WEIGHTS_FILE))
-        _assign_all(
-            _optimizer_variables(model.optimizer),
-            _load_arrays(directory / OPTIMIZER_FILE),
-            checkpoint.path,
-        )
-        best_path = directory / BEST_WEIGHTS_FILE
-        best_weights = _load_arrays(best_path) if best_path.exists() else None
-    return state, best_weights
-
-
-def _assign_all(variables: list, values: list[np.ndarray], where: str) -> None:
-    if len(variables) != len(values):
-        raise ValueError(
-            f"checkpoint {where}: {len(values)} optimizer arrays saved, the optimizer has {len(variables)} variables"
-        )
-    for variable, value in zip(variables, values, strict=True):
-        if tuple(variable.shape) != value.shape:
-            raise ValueError(
-                f"checkpoint {where}: optimizer variable {variable.name} has shape {tuple(variable.shape)}, "
-                f"saved array has {value.shape}"
-            )
-        variable.assign(value)
-
-
-def _snapshot_extras(
-    settings: Mapping[str, Any], fold: PreparedFold, train_config: TrainConfig, world_size: int
-) -> dict[str, Any]:
-    return {
-        "train_config": train_config.to_dict(),
-        "test_fold": settings["test_fold"],
-        "world_size": world_size,
-        "class_names": list(settings["class_names"]),
-        "input_shape": list(fold.input_shape),
-        "split_sizes": {
-            "train": len(fold.split.train),
-            "val": len(fold.split.val),
-            "test": len(fold.split.test),
-        },
-        "normaliser": fold.normaliser.to_dict(),
-    }
+    directory = ckpt.staging_directory("us8k_ckpt_")
+    arrays = {ckpt.WEIGHTS_FILE: weights, ckpt.OPTIMIZER_FILE: optimizer, ckpt.BEST_WEIGHTS_FILE: attempt.best_weights}
+    ckpt.write_checkpoint(directory, attempt.state, arrays, attempt.extras())
+    ckpt.report_checkpoint(metrics, directory)
 
 
 # --------------------------------------------------------------------------- final evaluation
 
 
-def _finish(
-    model,
-    state: TrainState,
-    best_weights,
-    fold: PreparedFold,
-    settings: Mapping[str, Any],
-    train_config: TrainConfig,
-    rank: int,
-    world_size: int,
-    timer: _PhaseTimer,
-) -> None:
+def _finish(attempt: Attempt, timer: PhaseTimer) -> None:
     """Evaluate the test fold once, with the best-epoch weights, and write the final checkpoint.
 
-    Only rank 0 evaluates, on a plain (non-distributed) float32 copy of the model: that
-    copy needs no collectives, and it is the model the final checkpoint ships.
+    Only rank 0 evaluates, on a plain (non-distributed) float32 copy of the model: that copy
+    needs no collectives, and it is the model the final checkpoint ships.
     """
-    extras = _snapshot_extras(settings, fold, train_config, world_size)
-    weights = best_weights if best_weights is not None else model.get_weights()
-    # Every worker reads the same (collective) state for the final checkpoint.
-    current = model.get_weights()
-    optimizer_values = [np.asarray(v.numpy()) for v in _optimizer_variables(model.optimizer)]
-    last = state.history[-1] if state.history else {}
-    if rank != 0:
-        ray.train.report({"epoch": state.epoch})
-        return
-
     from model.cnn import build_cnn, compile_model
+    from model.metrics import classification_report
 
-    local = compile_model(
-        build_cnn(fold.input_shape, len(settings["class_names"]), train_config), train_config
-    )
+    # Every worker reads the same (collective) state for the final checkpoint.
+    current = attempt.model.get_weights()
+    optimizer = ckpt.optimizer_values(attempt.model.optimizer)
+    weights = attempt.best_weights if attempt.best_weights is not None else current
+    if attempt.rank != 0:
+        ray.train.report({"epoch": attempt.state.epoch})
+        return
+    settings, fold, state = attempt.settings, attempt.fold, attempt.state
+    local = compile_model(build_cnn(fold.input_shape, len(settings.class_names), attempt.config), attempt.config)
     local.set_weights(weights)
     test_loss, _ = local.evaluate(fold.x_test, fold.y_test, batch_size=256, verbose=0)
     predictions = local.predict(fold.x_test, batch_size=256, verbose=0).argmax(axis=1)
-    report = classification_report(
-        fold.y_test, predictions, len(settings["class_names"]), settings["class_names"]
-    )
-    best = next((h for h in state.history if h["epoch"] == state.best_epoch), last)
-    summary = {
-        "test_fold": settings["test_fold"],
-        "test_loss": float(test_loss),
+    report = classification_report(fold.y_test, predictions, len(settings.class_names), settings.class_names)
+    directory = ckpt.staging_directory("us8k_final_")
+    arrays = {ckpt.WEIGHTS_FILE: current, ckpt.OPTIMIZER_FILE: optimizer, ckpt.BEST_WEIGHTS_FILE: weights}
+    ckpt.write_checkpoint(directory, state, arrays, {"final": True, **attempt.extras()})
+    summary = _summary(attempt, float(test_loss), report, timer)
+    (directory / ckpt.REPORT_FILE).write_text(json.dumps(summary, indent=1))
+    local.save(directory / ckpt.MODEL_FILE)
+    ckpt.report_checkpoint(_final_metrics(state, float(test_loss), report, timer), directory)
+
+
+def _summary(attempt: Attempt, test_loss: float, report: dict[str, Any], timer: PhaseTimer) -> dict[str, Any]:
+    state = attempt.state
+    return {
+        "test_fold": attempt.settings.test_fold,
+        "test_loss": test_loss,
         "best_epoch": state.best_epoch,
         "best_val_loss": None if math.isinf(state.best_val_loss) else state.best_val_loss,
         "epochs_trained": state.epoch,
@@ -655,12 +454,17 @@ def _finish(
         "history": state.history,
         "test": report,
     }
+
+
+def _final_metrics(state: ckpt.TrainState, test_loss: float, report: dict[str, Any], timer: PhaseTimer) -> dict[str, Any]:
+    last = state.history[-1] if state.history else {}
+    best = next((h for h in state.history if h["epoch"] == state.best_epoch), last)
     metrics = {key: best.get(key, 0.0) for key in EPOCH_METRIC_KEYS}
     metrics.update(
         {
             "epoch": state.epoch,
-            "final": 1,
-            "test_loss": float(test_loss),
+            FINAL_KEY: 1,
+            "test_loss": test_loss,
             "test_accuracy": report["accuracy"],
             "test_macro_f1": report["macro_f1"],
             "test_macro_precision": report["macro_precision"],
@@ -672,32 +476,4 @@ def _finish(
             "loop_seconds": timer.total(),
         }
     )
-    directory = Path(tempfile.mkdtemp(prefix="us8k_final_"))
-    _save_arrays(directory / WEIGHTS_FILE, current)
-    _save_arrays(directory / OPTIMIZER_FILE, optimizer_values)
-    _save_arrays(directory / BEST_WEIGHTS_FILE, weights)
-    (directory / STATE_FILE).write_text(
-        json.dumps({"state": state.to_json(), "final": True, **extras}, indent=1)
-    )
-    (directory / REPORT_FILE).write_text(json.dumps(summary, indent=1))
-    local.save(directory / MODEL_FILE)
-    _report_checkpoint(metrics, directory)
-
-
-def load_report(checkpoint_dir: str | os.PathLike) -> dict[str, Any]:
-    """The final checkpoint's report.json (test-fold report, history, summary)."""
-    path = Path(checkpoint_dir) / REPORT_FILE
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: not a final checkpoint (no {REPORT_FILE})")
-    return json.loads(path.read_text())
-
-
-def load_model(checkpoint_dir: str | os.PathLike, *, compile: bool = True):
-    """The final checkpoint's best-epoch model (tf_keras; compiled unless ``compile=False``)."""
-    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-    import tf_keras as keras
-
-    path = Path(checkpoint_dir) / MODEL_FILE
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: not a final checkpoint (no {MODEL_FILE})")
-    return keras.models.load_model(path, compile=compile)
+    return metrics

@@ -22,8 +22,9 @@ from typing import Any
 
 from ray.tune import Callback
 
+from model.train_loop import FINAL_KEY
 from orchestration.tracking import SweepTracker
-from orchestration.trial import FINAL_KEY, REUSED_KEY
+from orchestration.trial import REUSED_KEY
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +154,7 @@ class MLflowSweepCallback(Callback):
         if not checkpoint_path:
             self.tracker.finish_fold(run_id, result, None, None, title)
             return
-        from model.train_loop import load_report
+        from model.checkpoints import load_report
 
         with tempfile.TemporaryDirectory() as tmp:
             local = Path(_download_checkpoint(checkpoint_path, self.storage_path, Path(tmp)))

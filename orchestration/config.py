@@ -13,9 +13,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
-import math
 import numbers
-import random
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +21,8 @@ from typing import Any, Literal
 
 import yaml
 
-from features.config import FeatureConfig, from_dict_strict
+from features.config import FeatureConfig
+from features.configbase import from_dict_strict
 from features.us8k import FOLDS, parse_folds
 from model.config import TrainConfig
 
@@ -218,40 +217,34 @@ def grid_configurations(space: dict[str, Any]) -> list[dict[str, Any]]:
     return [dict(zip(names, values, strict=True)) for values in itertools.product(*(_choices(space[n]) for n in names))]
 
 
-def random_configurations(space: dict[str, Any], n: int, seed: int) -> list[dict[str, Any]]:
-    """``n`` configurations drawn with a seeded RNG, so a resumed sweep draws the same ones."""
-    rng = random.Random(seed)
-    out = []
-    for _ in range(n):
-        point = {}
-        for name, spec in space.items():
-            kind, args = ("choice", spec) if isinstance(spec, list) else next(iter(spec.items()))
-            if kind == "choice":
-                point[name] = rng.choice(args)
-            elif kind == "uniform":
-                point[name] = rng.uniform(*args)
-            elif kind == "loguniform":
-                point[name] = math.exp(rng.uniform(math.log(args[0]), math.log(args[1])))
-            else:
-                point[name] = rng.randrange(int(args[0]), int(args[1]))
-        out.append(point)
-    return out
+def tune_space(space: dict[str, Any]) -> dict[str, Any]:
+    """The space as Ray Tune domains: a list or ``{choice: [...]}`` -> ``tune.choice``, and
+    ``tune.uniform`` / ``tune.loguniform`` / ``tune.randint`` (``[lo, hi)``) for the ranges."""
+    from ray import tune
 
-
-def optuna_space(space: dict[str, Any]) -> dict[str, Any]:
-    """The space as Optuna distributions (what OptunaSearch takes when not given a param_space)."""
-    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
-
+    makers = {"uniform": tune.uniform, "loguniform": tune.loguniform, "randint": tune.randint}
     out = {}
     for name, spec in space.items():
         kind, args = ("choice", spec) if isinstance(spec, list) else next(iter(spec.items()))
-        if kind == "choice":
-            out[name] = CategoricalDistribution(args)
-        elif kind == "randint":  # [lo, hi), as random search draws it
-            out[name] = IntDistribution(int(args[0]), int(args[1]) - 1)
-        else:
-            out[name] = FloatDistribution(float(args[0]), float(args[1]), log=kind == "loguniform")
+        out[name] = tune.choice(list(args)) if kind == "choice" else makers[kind](*args)
     return out
+
+
+def random_configurations(space: dict[str, Any], n: int, seed: int) -> list[dict[str, Any]]:
+    """``n`` configurations drawn from the Tune domains with a seeded generator, so a resumed
+    sweep draws the same ones."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    domains = tune_space(space)
+    return [{name: domain.sample(random_state=rng) for name, domain in domains.items()} for _ in range(n)]
+
+
+def optuna_space(space: dict[str, Any]) -> dict[str, Any]:
+    """The space as Optuna distributions, converted from the Tune domains by Ray's OptunaSearch."""
+    from ray.tune.search.optuna import OptunaSearch
+
+    return OptunaSearch.convert_search_space(tune_space(space))
 
 
 def config_id(params: dict[str, Any]) -> str:

@@ -13,22 +13,25 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 
-def confusion_matrix_png(report: Mapping[str, Any], path: Path, title: str) -> Path:
-    """Row-normalised confusion matrix with counts, from a ``classification_report`` dict."""
+def confusion_matrix_png(report: Mapping[str, Any], path: Path, title: str, normalize: bool = True) -> Path:
+    """The confusion matrix of a ``classification_report`` dict, drawn by scikit-learn's
+    ``ConfusionMatrixDisplay``: row-normalised (each true class's recall spread over the
+    predictions) or, with ``normalize=False``, clip counts."""
+    from sklearn.metrics import ConfusionMatrixDisplay
+
     cm = np.asarray(report["confusion_matrix"], dtype=float)
     names = [c["class_name"] for c in report["per_class"]]
-    rates = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
-    fig, ax = plt.subplots(figsize=(7.5, 6.5))
-    image = ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
-    ax.set(xticks=range(len(names)), yticks=range(len(names)), xlabel="predicted", ylabel="true")
-    ax.set_xticklabels(names, rotation=60, ha="right", fontsize=8)
-    ax.set_yticklabels(names, fontsize=8)
-    for (i, j), count in np.ndenumerate(cm):
-        if count:
-            ax.text(j, i, int(count), ha="center", va="center", fontsize=7,
-                    color="white" if rates[i, j] > 0.5 else "black")
+    shown = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1) if normalize else cm
+    fig, ax = plt.subplots(figsize=(8, 7))
+    display = ConfusionMatrixDisplay(shown, display_labels=names)
+    display.plot(ax=ax, cmap="Blues", values_format=".2f" if normalize else ".0f", xticks_rotation=60)
+    if normalize:
+        display.im_.set_clim(0, 1)
+    ax.set(xlabel="predicted", ylabel="true")
+    ax.tick_params(labelsize=8)
+    for text in display.text_.ravel():
+        text.set_fontsize(7)
     ax.set_title(f"{title}\naccuracy {report['accuracy']:.3f}, macro F1 {report['macro_f1']:.3f}")
-    fig.colorbar(image, ax=ax, fraction=0.046, label="recall (row-normalised)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import statistics
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from orchestration.trial import FINAL_KEY, REUSED_KEY
+from model.train_loop import FINAL_KEY
+from orchestration.trial import REUSED_KEY
 
 if TYPE_CHECKING:
-    from orchestration.cv_sweep import Plan
+    from orchestration.plan import Plan
 
 
 @dataclass(frozen=True)
@@ -82,7 +82,7 @@ def scheduling(grid, tune_seconds: float, max_concurrent: int, since: float) -> 
     return Scheduling(len(loops), sum(loops), tune_seconds, min(max_concurrent, max(1, len(loops))))
 
 
-def collect_results(grid, folds: tuple[int, ...]) -> list[ConfigResult]:
+def collect_results(grid) -> list[ConfigResult]:
     """Group a Tune ResultGrid's trials by configuration; best mean first."""
     by_config: dict[str, dict[str, Any]] = {}
     for result in grid:
@@ -142,18 +142,32 @@ def format_report(
     return "\n".join(lines)
 
 
+def results_table(results: list[ConfigResult], folds: tuple[int, ...]):
+    """The ranked table as a DataFrame: one row per configuration, one column per fold."""
+    import pandas as pd
+
+    rows = [
+        {
+            "rank": rank,
+            "config_id": r.config_id,
+            "cv_accuracy_mean": r.mean,
+            "cv_accuracy_std": r.std,
+            "folds_completed": r.folds_completed,
+            **{f"fold_{f}": r.fold_accuracy.get(f) for f in folds},
+            "params": json.dumps(r.params, sort_keys=True),
+        }
+        for rank, r in enumerate(results, 1)
+    ]
+    columns = ["rank", "config_id", "cv_accuracy_mean", "cv_accuracy_std", "folds_completed",
+               *(f"fold_{f}" for f in folds), "params"]
+    return pd.DataFrame(rows, columns=columns)
+
+
 def write_results(
     out_dir: Path, results: list[ConfigResult], plan: Plan, wall_s: float, sched: Scheduling | None = None
 ) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
-    folds = plan.spec.sweep.folds
-    with (out_dir / "results.csv").open("w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["rank", "config_id", "cv_accuracy_mean", "cv_accuracy_std", "folds_completed",
-                         *(f"fold_{f}" for f in folds), "params"])
-        for rank, r in enumerate(results, 1):
-            writer.writerow([rank, r.config_id, r.mean, r.std, r.folds_completed,
-                             *(r.fold_accuracy.get(f, "") for f in folds), json.dumps(r.params, sort_keys=True)])
+    results_table(results, plan.spec.sweep.folds).to_csv(out_dir / "results.csv", index=False)
     payload = {
         "sweep": plan.name,
         "wall_seconds": wall_s,

@@ -14,14 +14,9 @@ from typing import Any
 
 from features.cache import default_cache_dir
 from orchestration.callback import MLflowSweepCallback, ProgressCallback
+from orchestration.cluster import cluster_resources
 from orchestration.config import optuna_space
-from orchestration.cv_sweep import (
-    Plan,
-    SweepError,
-    with_cluster,
-    write_stored_spec,
-)
-from orchestration.ray_env import init_ray, tune_trials_without_runtime_env
+from orchestration.plan import Plan, SweepError, with_cluster, write_stored_spec
 from orchestration.results import (
     ConfigResult,
     collect_results,
@@ -83,14 +78,13 @@ def run_sweep(plan: Plan) -> Outcome:
         write_stored_spec(plan)
     fit_started, fit_started_unix = time.perf_counter(), time.time()
     try:
-        with tune_trials_without_runtime_env():
-            grid = tuner.fit()
+        grid = tuner.fit()
     finally:
         # Queued MLflow writes land before results are read. (A restored sweep runs Tune's
         # unpickled copy of the callback instead; it flushes in on_experiment_end.)
         callback.flush()
     sched = scheduling(grid, time.perf_counter() - fit_started, plan.max_concurrent, fit_started_unix)
-    results = collect_results(grid, plan.spec.sweep.folds)
+    results = collect_results(grid)
     wall = time.time() - started
     out_dir = Path(_local_results_dir(plan))
     write_results(out_dir, results, plan, wall, sched)
@@ -149,23 +143,7 @@ def _init_ray(address: str | None, verbose: bool) -> None:
         return
     # Worker output (TensorFlow's start-up chatter, Train's per-report lines) stays in Ray's
     # log files unless --verbose; trial errors are still reported, with their error files.
-    # A local instance started here gives every Ray process the Train/Tune variables up front,
-    # so trials and Train's actors start without runtime envs (see orchestration.ray_env).
-    init_ray(address=address, log_to_driver=verbose, configure_logging=True, logging_level="WARNING")
-
-
-def cluster_resources() -> dict[str, float]:
-    """Resources now, or the most an autoscaling cluster can grow to (GPU nodes may start later)."""
-    import ray
-
-    now = dict(ray.cluster_resources())
-    try:
-        from ray._private.state import state
-
-        most = state.get_max_resources_from_cluster_config() or {}
-    except Exception:
-        most = {}
-    return {k: max(now.get(k, 0.0), float(most.get(k, 0))) for k in set(now) | set(most)}
+    ray.init(address=address, log_to_driver=verbose, configure_logging=True, logging_level="WARNING")
 
 
 def _features(plan: Plan):

@@ -2,15 +2,16 @@
 
 ``ray.train.tensorflow.TensorflowConfig`` lives in a package whose ``__init__`` imports
 TensorFlow, and the Train controller unpickles the backend config: the stock config makes every
-controller process pay a 3-5 s ``import tensorflow`` it never uses. This module does the same
-set-up (``TF_CONFIG`` for MultiWorkerMirroredStrategy on every worker) and must stay free of
-TensorFlow imports.
+controller process (one per ``fit()``) pay a 3-5 s ``import tensorflow`` it never uses. This
+backend does the same set-up through Train's public ``Backend`` interface (``TF_CONFIG`` for
+MultiWorkerMirroredStrategy on every worker) and must stay free of TensorFlow imports.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import socket
 
 from ray.train.backend import Backend, BackendConfig
 
@@ -23,20 +24,25 @@ def _set_tf_config(worker_addresses: list[str], index: int) -> None:
     os.environ["TF_USE_LEGACY_KERAS"] = "1"
 
 
-def _worker_address() -> str:
-    from ray._common.network_utils import build_address
-    from ray.train._internal.utils import get_address_and_port
+def worker_address() -> str:
+    """``host:port`` for this worker's gRPC server: the node's IP and a port free right now."""
+    import ray
 
-    return build_address(*get_address_and_port())
+    ip = ray.util.get_node_ip_address()
+    family = socket.AF_INET6 if ":" in ip else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.bind(("", 0))
+        port = probe.getsockname()[1]
+    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
 
 
 class _TFBackendNoImport(Backend):
-    """The steps of ray.train.tensorflow.config._TensorflowBackend.on_start."""
+    """The steps of Ray's ``_TensorflowBackend.on_start``: addresses, then ``TF_CONFIG``."""
 
     def on_start(self, worker_group, backend_config) -> None:
         import ray
 
-        urls = worker_group.execute(_worker_address)
+        urls = worker_group.execute(worker_address)
         ray.get(
             [
                 worker_group.execute_single_async(i, _set_tf_config, worker_addresses=urls, index=i)

@@ -25,23 +25,14 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
+from model.train_loop import FINAL_METRIC_KEYS
+
 TAG_SWEEP = "us8k.sweep_id"
 TAG_KIND = "us8k.kind"
 TAG_CONFIG = "us8k.config_id"
 TAG_FOLD = "us8k.fold"
 EPOCH_METRICS = ("loss", "accuracy", "val_loss", "val_accuracy", "epoch_seconds", "samples_per_second")
-FINAL_METRICS = (
-    "test_accuracy",
-    "test_loss",
-    "test_macro_f1",
-    "test_macro_precision",
-    "test_macro_recall",
-    "best_epoch",
-    "best_val_loss",
-    "epochs_trained",
-    "resumes",
-    "loop_seconds",
-)
+FINAL_METRICS = FINAL_METRIC_KEYS
 
 
 class TrackingError(RuntimeError):
@@ -207,7 +198,7 @@ class SweepTracker:
         import mlflow
         import tensorflow
 
-        from model.train_loop import load_model
+        from model.checkpoints import load_model
 
         model = load_model(checkpoint_dir, compile=False)  # for inference: no optimizer state
         if not isinstance(model, tensorflow.keras.Model):
@@ -218,18 +209,21 @@ class SweepTracker:
                 "before TensorFlow is imported"
             )
         mlflow.set_tracking_uri(self.tracking_uri)
-        with mlflow.start_run(run_id=run_id, nested=True):
-            mlflow.tensorflow.log_model(
-                model,
-                name="model",
-                # Explicit requirements: inferring them starts a subprocess that imports
-                # TensorFlow again, ~10 CPU-seconds per fold on the driver.
-                pip_requirements=_model_requirements(),
-                signature=_model_signature(model),
-                # tf_keras enables its native .keras format per thread, only in the thread that
-                # imported it; on the callback's writer thread a "model.keras" would be HDF5.
-                keras_model_kwargs={"save_format": "keras_v3"},
-            )
+        mlflow.set_experiment(experiment_id=self.experiment_id)  # where the LoggedModel lives
+        # run_id, not `with mlflow.start_run(run_id)`: leaving that block would mark the run
+        # FINISHED before finish_fold does, and write its end time twice.
+        mlflow.tensorflow.log_model(
+            model,
+            name="model",
+            run_id=run_id,
+            # Explicit requirements: inferring them starts a subprocess that imports
+            # TensorFlow again, ~10 CPU-seconds per fold on the driver.
+            pip_requirements=_model_requirements(),
+            signature=_model_signature(model),
+            # tf_keras enables its native .keras format per thread, only in the thread that
+            # imported it; on the callback's writer thread a "model.keras" would be HDF5.
+            keras_model_kwargs={"save_format": "keras_v3"},
+        )
 
     def fail_fold(self, run_id: str, error: str) -> None:
         self.client.set_tag(run_id, "us8k.error", error[:5000])
@@ -269,9 +263,6 @@ class SweepTracker:
         if done == folds_total:
             self.client.set_terminated(run_id, "FINISHED")
         return accuracies
-
-    def finish_config(self, cfg_id: str, status: str) -> None:
-        self.client.set_terminated(self._config_runs[cfg_id], status)
 
     def finish_sweep(self, status: str, metrics: Mapping[str, float], artifacts_dir: Path | None) -> None:
         assert self.sweep_run_id is not None

@@ -15,15 +15,13 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 def ray_local():
     """A local Ray instance with 2 logical CPUs, shared by the whole session.
 
-    Started as the sweep starts Ray (``ray_env.init_ray``), so Ray tests run the sweep's own
-    process set-up: trials and Train actors without runtime envs.
+    A plain ``ray.init``, as a user's machine or cluster starts Ray: no project-only
+    environment in the raylet, so the tests run the processes users run.
     """
     import ray
 
-    from orchestration.ray_env import init_ray
-
     if not ray.is_initialized():
-        init_ray(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     yield ray
     ray.shutdown()
 

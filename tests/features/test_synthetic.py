@@ -6,7 +6,6 @@ import csv
 import hashlib
 import itertools
 import re
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -36,11 +35,9 @@ def _wav_hashes(root: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory) -> dict:
-    """The tiny preset, seed 0, generated once for the module; with its timing."""
+    """The tiny preset, seed 0, generated once for the module."""
     root = tmp_path_factory.mktemp("synthetic") / "tiny0"
-    wall, cpu = time.perf_counter(), time.process_time()
     synthetic.generate(root, "tiny", seed=0)
-    timing = {"wall": time.perf_counter() - wall, "cpu": time.process_time() - cpu}
     rows = _rows(root)
     infos = {
         r["slice_file_name"]: sf.info(
@@ -48,15 +45,7 @@ def tiny(tmp_path_factory) -> dict:
         )
         for r in rows
     }
-    return {"root": root, "rows": rows, "infos": infos, "timing": timing}
-
-
-def test_tiny_generation_takes_a_few_seconds(tiny):
-    print(
-        f"tiny generation: {tiny['timing']['wall']:.1f} s wall, {tiny['timing']['cpu']:.1f} s CPU"
-    )
-    # CPU time, not wall time: other engineers load the machine, and the generator is serial.
-    assert tiny["timing"]["cpu"] < 10.0
+    return {"root": root, "rows": rows, "infos": infos}
 
 
 def test_layout_and_schema(tiny):
@@ -255,11 +244,9 @@ def test_ensure_synthetic_reuses_a_complete_dataset_and_regenerates_otherwise(tm
     synthetic.ensure_synthetic(root, "tiny", seed=5, clips_per_class_fold=1)
     marker = synthetic.read_marker(root)
     assert marker["clips"] == 100 and marker["seed"] == 5
-    csv_mtime = (root / METADATA_RELPATH).stat().st_mtime_ns
-    began = time.perf_counter()
+    written = {p: p.stat().st_mtime_ns for p in [root / METADATA_RELPATH, *root.glob("audio/fold*/*.wav")]}
     assert synthetic.ensure_synthetic(root, "tiny", seed=5, clips_per_class_fold=1) == root
-    assert time.perf_counter() - began < 1.0
-    assert (root / METADATA_RELPATH).stat().st_mtime_ns == csv_mtime
+    assert {p: p.stat().st_mtime_ns for p in written} == written  # nothing written again
 
     synthetic.ensure_synthetic(root, "tiny", seed=6, clips_per_class_fold=1)
     assert synthetic.read_marker(root)["seed"] == 6

@@ -10,11 +10,16 @@ import numpy as np
 import pytest
 import tf_keras as keras
 
-from model.cnn import build_cnn, compile_model, layer_output_shapes
+from model.cnn import build_cnn, compile_model
 from model.config import TrainConfig
 
 INPUT = (40, 174, 1)
 
+
+
+def layer_output_shapes(model, kinds: tuple[type, ...]) -> list[tuple[int, ...]]:
+    """Output shapes (without batch axis) of the layers of the given types, in order."""
+    return [tuple(layer.output_shape[1:]) for layer in model.layers if isinstance(layer, kinds)]
 
 def expected_params(
     conv_filters: list[int], kernel: int, channels: int, classes: int

@@ -16,7 +16,8 @@ from orchestration.config import (
     load_config_file,
     random_configurations,
 )
-from orchestration.cv_sweep import build_parser, configurations, spec_from_args
+from orchestration.cv_sweep import build_parser, spec_from_args
+from orchestration.plan import configurations
 
 
 def _spec(*argv: str) -> SweepSpec:

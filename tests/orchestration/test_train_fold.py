@@ -14,16 +14,11 @@ from ray import cloudpickle
 from ray.train import UserCallback
 
 from features.toy import make_toy_featureset
+from model.checkpoints import STATE_FILE, load_model, load_report
 from model.config import TrainConfig
 from model.data import Normaliser, apply_normaliser, as_model_input
-from model.train_loop import (
-    ENV_FAIL_AT_EPOCH,
-    ENV_FAIL_MARKER,
-    STATE_FILE,
-    load_model,
-    load_report,
-)
-from orchestration.train_fold import train_fold
+from model.train_loop import ENV_FAIL_AT_EPOCH, ENV_FAIL_MARKER
+from orchestration.train_fold import RunSettings, WorkerResources, train_fold
 
 pytestmark = pytest.mark.slow
 
@@ -64,9 +59,8 @@ def test_two_workers_learn_and_ship_a_model(ray_local, features_ref, tmp_path):
         features_ref,
         TEST_FOLD,
         FAST.replace(epochs=EPOCHS, checkpoint_every=0),
-        num_workers=2,
-        storage_path=str(tmp_path / "runs"),
-        name="learn",
+        WorkerResources(workers=2),
+        RunSettings(storage_path=str(tmp_path / "runs"), name="learn"),
         callbacks=[ReportRecorder(str(record))],
     )
     assert result.error is None
@@ -110,11 +104,13 @@ def test_worker_crash_resumes_from_last_checkpoint(ray_local, features_ref, tmp_
         features_ref,
         TEST_FOLD,
         FAST.replace(epochs=4, checkpoint_every=1),
-        num_workers=2,
-        storage_path=str(tmp_path / "runs"),
-        name="crash",
-        max_failures=1,
-        worker_env={ENV_FAIL_AT_EPOCH: "3", ENV_FAIL_MARKER: str(marker)},
+        WorkerResources(workers=2),
+        RunSettings(
+            storage_path=str(tmp_path / "runs"),
+            name="crash",
+            max_failures=1,
+            worker_env={ENV_FAIL_AT_EPOCH: "3", ENV_FAIL_MARKER: str(marker)},
+        ),
     )
     assert marker.exists(), "the failure hook never fired"
     assert result.error is None
@@ -138,8 +134,8 @@ def test_local_mode_stops_early_patience_epochs_after_the_best(ray_local, featur
         features_ref,
         TEST_FOLD,
         FAST.replace(epochs=30, patience=patience, batch_size=16, learning_rate=3e-2),
-        num_workers=0,
-        name="local",
+        WorkerResources(workers=0),
+        RunSettings(name="local"),
     )
     directory = Path(result.checkpoint.path)
     try:

@@ -1,4 +1,4 @@
-"""python -m model.bench [--epochs 3] [--warmup 1] [--samples 1536] [--batch-size 128] [--workers 1 2]
+"""python -m benchmarks.training [--epochs 3] [--warmup 1] [--samples 1536] [--batch-size 128] [--workers 1 2]
 
 Training throughput benchmark (not a test). Runtime: about 4-6 minutes on 2 cores with the
 defaults (4 epochs of ~1,500 clips per method, plus Ray worker start-up).
@@ -51,11 +51,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from benchmarks.machine import describe
 from features.argtypes import positive_int
 from features.featureset import FeatureSet
 from features.us8k import NUM_CLASSES
 from model.config import TrainConfig
-from model.data import apply_normaliser, as_model_input, fit_normaliser, split_fold
+from model.data import prepare_fold
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -122,15 +123,9 @@ def make_bench_featureset(train_samples: int, seed: int = 0) -> FeatureSet:
 
 
 def prepare_arrays(featureset: FeatureSet, config: TrainConfig) -> dict[str, np.ndarray]:
-    """The same split and training-only normalisation the train loop applies."""
-    split = split_fold(featureset, TEST_FOLD, config.val_fraction, config.seed)
-    normaliser = fit_normaliser(featureset.features[split.train])
-    labels = np.asarray(featureset.labels, dtype=np.int32)
-    out = {}
-    for part, rows in (("train", split.train), ("val", split.val), ("test", split.test)):
-        out[f"x_{part}"] = as_model_input(apply_normaliser(featureset.features[rows], normaliser))
-        out[f"y_{part}"] = labels[rows]
-    return out
+    """The train loop's own split and training-only normalisation (``model.data.prepare_fold``)."""
+    fold = prepare_fold(featureset, TEST_FOLD, config)
+    return {name: getattr(fold, name) for name in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")}
 
 
 # --------------------------------------------------------------------------- plain tf_keras
@@ -222,8 +217,8 @@ def run_ray(
     features_ref, config: TrainConfig, workers: int, cpus: int, train_rows: int, storage: str
 ) -> MethodResult:
     """One train_fold call; per-epoch rates from the final checkpoint's report history."""
-    from model.train_loop import load_report
-    from orchestration.train_fold import train_fold
+    from model.checkpoints import load_report
+    from orchestration.train_fold import RunSettings, WorkerResources, train_fold
 
     cpus_per_worker = cpus // workers
     if cpus_per_worker < 1:
@@ -233,10 +228,8 @@ def run_ray(
         features_ref,
         TEST_FOLD,
         config,
-        num_workers=workers,
-        resources_per_worker={"CPU": float(cpus_per_worker)},
-        storage_path=storage,
-        name=f"bench_{workers}w",
+        WorkerResources(workers=workers, cpus=float(cpus_per_worker)),
+        RunSettings(storage_path=storage, name=f"bench_{workers}w"),
     )
     wall = time.perf_counter() - start
     if result.error is not None:
@@ -385,7 +378,7 @@ def _load(values: tuple[float, float, float]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m model.bench", description="Training throughput benchmark."
+        prog="python -m benchmarks.training", description="Training throughput benchmark."
     )
     parser.add_argument("--epochs", type=positive_int, default=3, help="timed epochs (default 3)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed first epochs (default 1)")
@@ -417,6 +410,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if previous is None:
             os.environ.pop(HEALTH_CHECK_ENV, None)
+    print(describe())
     print(format_report(report))
     return 0
 

@@ -1,6 +1,6 @@
-"""python -m features.bench [--data-dir DIR] [--clips N] [--repeats 3]
+"""python -m benchmarks.extraction [--data-dir DIR] [--clips N] [--repeats 3]
 
-Extraction benchmark (not a test). Runtime: about 26 seconds on 2 cores.
+Extraction benchmark (not a test). Runtime: about 30 seconds on 2 cores.
 
 Measures, in one run and on the same clips (default: the synthetic ``bench`` preset, 500 clips
 in every WAV format UrbanSound8K uses), each method ``--repeats`` times, reporting the median:
@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.machine import describe
 from features.argtypes import positive_int
 from features.cache import default_cache_dir
 from features.config import FeatureConfig
@@ -150,13 +151,14 @@ def format_table(report: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m features.bench", description="Extraction benchmark.")
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.extraction", description="Extraction benchmark.")
     parser.add_argument("--data-dir", type=Path, default=None, help="UrbanSound8K tree (default: synthetic bench set)")
     parser.add_argument("--clips", type=int, default=500, help="clips to use (default 500)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeats", type=positive_int, default=3, help="timed runs per method (default 3)")
     args = parser.parse_args(argv)
     report = run(args.data_dir, args.clips, args.seed, args.repeats)
+    print(describe())
     print(format_table(report))
     return 0
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from features.bench import format_table, run
+from benchmarks.extraction import format_table, run
 
 
 @pytest.mark.slow
@@ -17,7 +17,6 @@ def test_bench_smoke_prints_every_method_with_ratios(ray_local, tiny_dataset_roo
     assert len(names) == 4
     for _, clips_per_s, ratio in report["rows"]:
         assert clips_per_s > 0 and ratio > 0
-    assert max(ratio for _, _, ratio in report["rows"][:2]) == pytest.approx(1.0)  # the faster is the baseline
     assert report["max_abs_diff_parallel"] < 1e-5 and report["max_abs_diff_serial"] < 1e-5
     table = format_table(report)
     assert table.count("\n| ") == 4 and "x baseline" in table
