@@ -148,9 +148,9 @@ def extract_features(
             write_fold(entries[fold], config, fs, failures, {"dataset_root": str(index.root), "seconds": seconds})
             parts[fold] = (fs, failures)
 
-        nodes = _run_ray_extraction(
-            rows, config, todo, on_fold_done, batch_size, transport, progress, max_bytes_in_flight
-        )
+        options = {"batch_size": batch_size, "transport": transport, "progress": progress,
+                   "max_bytes_in_flight": max_bytes_in_flight}
+        nodes = _run_ray_extraction(rows, config, todo, on_fold_done, options)
     ordered = [parts[f] for f in index.folds]
     return ExtractionResult(
         featureset=concat([p[0] for p in ordered], config),
@@ -168,50 +168,68 @@ def _fold_index(index: DatasetIndex, fold: int) -> DatasetIndex:
     return dataclasses.replace(index, table=index.table[index.table["fold"] == fold])
 
 
+@dataclass(frozen=True)
+class _Run:
+    """One extraction run's settings, resolved against the cluster."""
+
+    config: FeatureConfig
+    cpus: int
+    transport: Transport
+    batch_size: int
+    max_bytes_in_flight: int
+    progress: bool
+
+
 def _run_ray_extraction(
     rows,
     config: FeatureConfig,
     folds: Sequence[int],
     on_fold_done: Callable[[int, FeatureSet, list[Failure], float], None],
-    batch_size: int | None,
-    transport: Transport,
-    progress: bool,
-    max_bytes_in_flight: int | None,
+    options: dict,
 ) -> set[str]:
-    """Run the batches; returns the ids of the nodes that ran them."""
+    """Run the batches; returns the ids of the nodes that ran them.
+
+    ``options``: batch_size, transport, progress, max_bytes_in_flight (None = automatic).
+    """
     import ray
 
     if not ray.is_initialized():
         ray.init()
     cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
-    if transport == "auto":
-        transport = _auto_transport()
     # Fold by fold (the real CSV interleaves folds): each fold is complete, and written to the
     # cache, while later folds are still being extracted, instead of all ten at the very end.
     rows = rows.sort_values("fold", kind="stable").reset_index(drop=True)
-    size = batch_size or auto_batch_size(len(rows), cpus)
-    if max_bytes_in_flight is None:
-        max_bytes_in_flight = bytes_budget(cpus)
+    run = _Run(
+        config,
+        cpus,
+        _auto_transport() if options["transport"] == "auto" else options["transport"],
+        options["batch_size"] or auto_batch_size(len(rows), cpus),
+        options["max_bytes_in_flight"] or bytes_budget(cpus),
+        options["progress"],
+    )
     tracker = _FoldTracker(rows, folds, config.shape, on_fold_done)
-    batches = [
-        list(range(start, min(start + size, len(rows)))) for start in range(0, len(rows), size)
-    ]
-    remote = _remote_batch_task()
-    config_ref = ray.put(config.to_dict())
-    paths = rows["path"].tolist()
+    return _drive_batches(rows["path"].tolist(), run, tracker)
 
+
+def _drive_batches(paths: list[str], run: _Run, tracker: _FoldTracker) -> set[str]:
+    """Keep about two batches per CPU in flight within the byte budget; isolate crashing clips."""
+    import ray
+
+    remote = _remote_batch_task()
+    config_ref = ray.put(run.config.to_dict())
     pending: dict = {}  # object ref -> (row ids, audio bytes shipped)
 
-    def submit(ids: list[int], **options) -> None:
-        items = [(i, _read_bytes(paths[i]) if transport == "bytes" else paths[i]) for i in ids]
+    def submit(ids: list[int], **task_options) -> None:
+        items = [(i, _read_bytes(paths[i]) if run.transport == "bytes" else paths[i]) for i in ids]
         shipped = sum(len(source) for _, source in items if isinstance(source, bytes))
-        pending[remote.options(**options).remote(items, config_ref)] = (ids, shipped)
+        pending[remote.options(**task_options).remote(items, config_ref)] = (ids, shipped)
 
-    bar = _progress_bar(len(rows), progress)
+    queue = [list(range(start, min(start + run.batch_size, len(paths))))
+             for start in range(0, len(paths), run.batch_size)][::-1]
+    bar = _progress_bar(len(paths), run.progress)
     nodes: set[str] = set()
-    queue = list(reversed(batches))
     while queue or pending:
-        while queue and may_submit(len(pending), sum(b for _, b in pending.values()), cpus, max_bytes_in_flight):
+        while queue and may_submit(len(pending), sum(b for _, b in pending.values()), run.cpus, run.max_bytes_in_flight):
             submit(queue.pop())
         done, _ = ray.wait(list(pending), num_returns=1)
         ids, _ = pending.pop(done[0])

@@ -55,25 +55,13 @@ def run_sweep(plan: Plan) -> Outcome:
     _init_ray(plan.spec.sweep.address, plan.verbose)
     plan = with_cluster(plan, cluster_resources())
     featureset, data_info = _features(plan)
-    tracker = SweepTracker(plan.tracking_uri, plan.spec.sweep.experiment, plan.name)
-    tracker.start_sweep(_sweep_params(plan), {**data_info, **_environment_tags(plan)})
-    if plan.configurations:
-        searched = tuple(plan.spec.sweep.search_space)
-        for cfg_id, params in plan.configurations:
-            tracker.config_run(cfg_id, config_label(params), fold_params(plan.spec.train.to_dict(), params), searched)
-    print(
-        f"sweep {plan.name}: {_describe(plan)}; up to {plan.max_concurrent} trial(s) at once\n"
-        f"MLflow: {plan.tracking_uri} (experiment {plan.spec.sweep.experiment!r}); "
-        f"Ray storage: {plan.storage_path}/{plan.name}",
-        flush=True,
-    )
+    tracker = _start_tracking(plan, data_info)
     features_ref = ray.put(featureset)
     callback = _callback(plan)
     if callback.log_models:
         _import_tensorflow_cpu_only_quietly()
     callback.attach(tracker)
-    settings = _settings(plan, tracker)
-    tuner = _tuner(plan, features_ref, callback, settings)
+    tuner = _tuner(plan, features_ref, callback, _settings(plan, tracker))
     if not plan.resume:
         write_stored_spec(plan)
     fit_started, fit_started_unix = time.perf_counter(), time.time()
@@ -89,21 +77,36 @@ def run_sweep(plan: Plan) -> Outcome:
     out_dir = Path(_local_results_dir(plan))
     write_results(out_dir, results, plan, wall, sched)
     status = "FINISHED" if all(r.folds_completed == len(plan.spec.sweep.folds) for r in results) else "FAILED"
-    best = results[0] if results else None
-    tracker.finish_sweep(
-        status,
-        {
-            "wall_seconds": wall,
-            "configurations": len(results),
-            "best_cv_accuracy_mean": best.mean if best else float("nan"),
-            "tune_seconds": sched.tune_seconds,
-            "trial_loop_seconds": sched.loop_seconds,
-            "scheduling_ratio": sched.ratio,
-        },
-        out_dir,
-    )
+    tracker.finish_sweep(status, _sweep_metrics(results, wall, sched), out_dir)
     report = format_report(results, plan, wall, out_dir, sched)
     return Outcome(tuple(results), report, status == "FINISHED")
+
+
+def _start_tracking(plan: Plan, data_info: dict[str, str]) -> SweepTracker:
+    """The sweep's MLflow run (found again on resume) and one run per known configuration."""
+    tracker = SweepTracker(plan.tracking_uri, plan.spec.sweep.experiment, plan.name)
+    tracker.start_sweep(_sweep_params(plan), {**data_info, **_environment_tags(plan)})
+    searched = tuple(plan.spec.sweep.search_space)
+    for cfg_id, params in plan.configurations:
+        tracker.config_run(cfg_id, config_label(params), fold_params(plan.spec.train.to_dict(), params), searched)
+    print(
+        f"sweep {plan.name}: {_describe(plan)}; up to {plan.max_concurrent} trial(s) at once\n"
+        f"MLflow: {plan.tracking_uri} (experiment {plan.spec.sweep.experiment!r}); "
+        f"Ray storage: {plan.storage_path}/{plan.name}",
+        flush=True,
+    )
+    return tracker
+
+
+def _sweep_metrics(results: list[ConfigResult], wall: float, sched) -> dict[str, float]:
+    return {
+        "wall_seconds": wall,
+        "configurations": len(results),
+        "best_cv_accuracy_mean": results[0].mean if results else float("nan"),
+        "tune_seconds": sched.tune_seconds,
+        "trial_loop_seconds": sched.loop_seconds,
+        "scheduling_ratio": sched.ratio,
+    }
 
 
 # ---------------------------------------------------------------------------------------------

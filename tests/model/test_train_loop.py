@@ -1,0 +1,79 @@
+"""model/train_loop.py directly (Ray Train's local mode: the loop in this process, no worker
+group): its settings, its tf.data pipelines, and a whole fold's reports and final checkpoint."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from features.toy import make_toy_featureset
+from model.checkpoints import load_report
+from model.config import TrainConfig
+from model.train_loop import (
+    EPOCH_METRIC_KEYS,
+    FINAL_KEY,
+    FINAL_METRIC_KEYS,
+    LoopSettings,
+    make_dataset,
+    make_loop_config,
+    train_loop_per_worker,
+)
+
+FAST = TrainConfig(batch_size=16, learning_rate=3e-3, beta_1=0.9, bn_momentum=0.8, checkpoint_every=0)
+
+
+def test_loop_settings_round_trip_and_reject_unknown_or_missing_keys():
+    config = make_loop_config("ref", 3, FAST, use_gpu=True, intra_op_threads=2, class_names=("a", "b"))
+    settings = LoopSettings.from_loop_config(config)
+    assert settings.train_config == FAST and settings.class_names == ("a", "b") and settings.use_gpu
+    assert settings.to_loop_config() == config
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['epochs'\]"):
+        LoopSettings.from_loop_config({**config, "epochs": 3})
+    with pytest.raises(ValueError, match=r"missing key\(s\) \['test_fold'\]"):
+        LoopSettings.from_loop_config({k: v for k, v in config.items() if k != "test_fold"})
+
+
+def test_training_pipeline_reshuffles_whole_batches_and_evaluation_keeps_every_row():
+    import tensorflow as tf
+
+    x = np.arange(10, dtype=np.float32)[:, None]
+    y = np.arange(10, dtype=np.int32)
+    train = [b[1].numpy().tolist() for b in make_dataset(tf, x, y, 4, seed=0, train_passes=2)]
+    assert [len(b) for b in train] == [4, 4, 4, 4]  # 2 passes x 2 whole batches, remainder dropped
+    first, second = sorted(sum(train[:2], [])), sorted(sum(train[2:], []))
+    assert len(set(first)) == 8 and len(set(second)) == 8
+    assert train[:2] != train[2:]  # each pass reshuffled
+    evaluation = [b[1].numpy().tolist() for b in make_dataset(tf, x, y, 4, seed=0)]
+    assert evaluation == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+
+
+@pytest.mark.slow
+def test_a_local_mode_fold_reports_every_epoch_then_the_final_metrics(ray_local):
+    from ray.train import RunConfig, ScalingConfig
+    from ray.train.tensorflow import TensorflowTrainer
+
+    features = make_toy_featureset(frames=24)
+    trainer = TensorflowTrainer(
+        train_loop_per_worker,
+        train_loop_config=make_loop_config(ray_local.put(features), 2, FAST.replace(epochs=3)),
+        scaling_config=ScalingConfig(num_workers=0),
+        run_config=RunConfig(name="loop-local"),
+    )
+    result = trainer.fit()
+    metrics = result.metrics
+    assert metrics[FINAL_KEY] == 1
+    assert set(EPOCH_METRIC_KEYS) | set(FINAL_METRIC_KEYS) <= set(metrics)
+    assert metrics["epochs_trained"] == 3 and metrics["resumes"] == 0 and metrics["loop_seconds"] > 0
+    directory = Path(result.checkpoint.path)
+    try:
+        report = load_report(directory)
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+    assert [h["epoch"] for h in report["history"]] == [1, 2, 3]
+    best = report["history"][report["best_epoch"] - 1]
+    assert metrics["val_loss"] == best["val_loss"] == min(h["val_loss"] for h in report["history"])
+    assert report["test"]["num_samples"] == int(np.sum(features.folds == 2))
+    assert metrics["test_accuracy"] == report["test"]["accuracy"]
