@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from model.train_loop import FINAL_KEY
+from orchestration.compare import PairedComparison, compare
 from orchestration.trial import REUSED_KEY
 
 if TYPE_CHECKING:
@@ -102,6 +103,26 @@ def collect_results(grid) -> list[ConfigResult]:
     return sorted(rows, key=lambda r: (not r.fold_accuracy, -r.mean if r.fold_accuracy else 0.0))
 
 
+def comparisons(results: list[ConfigResult]) -> dict[str, PairedComparison | None]:
+    """Every configuration but the best (``results[0]``) against it, on the folds both finished."""
+    if not results or not results[0].fold_accuracy:
+        return {}
+    best = results[0]
+    return {r.config_id: compare(best.fold_accuracy, r.fold_accuracy) for r in results[1:]}
+
+
+def verdict(comparison: PairedComparison | None, alpha: float = 0.05) -> str:
+    """The comparison in words, as the table prints it."""
+    if comparison is None:
+        return "not compared (fewer than 2 folds shared with the best)"
+    c = comparison
+    numbers = (f"difference {c.mean_difference:+.3f}, {c.confidence:.0%} CI {c.ci_low:+.3f}..{c.ci_high:+.3f}, "
+               f"Wilcoxon p={c.wilcoxon_p:.3g}, t-test p={c.ttest_p:.3g}, {len(c.folds)} folds")
+    if c.distinguishable(alpha):
+        return f"worse than the best ({numbers})"
+    return f"not distinguishable from the best at p<{alpha:g} ({numbers})"
+
+
 def format_table(results: list[ConfigResult], folds: tuple[int, ...]) -> str:
     head = f"{'rank':>4}  {'config':<10} {'mean':>6} {'± std':>6}  " + " ".join(f"{'f' + str(f):>5}" for f in folds)
     lines = [head + "  params"]
@@ -127,6 +148,8 @@ def format_report(
             f"best: {best.config_id} ({', '.join(f'{k}={v}' for k, v in sorted(best.params.items()))}): "
             f"{best.mean:.3f} ± {best.std:.3f} over {best.folds_completed} fold(s)"
         )
+    for cfg, comparison in comparisons(results).items():
+        lines.append(f"{cfg}: {verdict(comparison)}")
     incomplete = [r for r in results if r.failed_folds or r.folds_completed < len(folds)]
     for r in incomplete:
         lines.append(f"incomplete: {r.config_id} finished {r.folds_completed}/{len(folds)} folds; failed: {list(r.failed_folds)}")
@@ -146,6 +169,7 @@ def results_table(results: list[ConfigResult], folds: tuple[int, ...]):
     """The ranked table as a DataFrame: one row per configuration, one column per fold."""
     import pandas as pd
 
+    vs_best = comparisons(results)
     rows = [
         {
             "rank": rank,
@@ -154,19 +178,31 @@ def results_table(results: list[ConfigResult], folds: tuple[int, ...]):
             "cv_accuracy_std": r.std,
             "folds_completed": r.folds_completed,
             **{f"fold_{f}": r.fold_accuracy.get(f) for f in folds},
+            **_comparison_columns(vs_best.get(r.config_id)),
             "params": json.dumps(r.params, sort_keys=True),
         }
         for rank, r in enumerate(results, 1)
     ]
     columns = ["rank", "config_id", "cv_accuracy_mean", "cv_accuracy_std", "folds_completed",
-               *(f"fold_{f}" for f in folds), "params"]
+               *(f"fold_{f}" for f in folds), *COMPARISON_COLUMNS, "params"]
     return pd.DataFrame(rows, columns=columns)
+
+
+COMPARISON_COLUMNS = ("vs_best_mean_difference", "vs_best_ci_low", "vs_best_ci_high", "vs_best_wilcoxon_p", "vs_best_ttest_p")
+
+
+def _comparison_columns(comparison: PairedComparison | None) -> dict[str, float | None]:
+    if comparison is None:
+        return dict.fromkeys(COMPARISON_COLUMNS)
+    c = comparison
+    return dict(zip(COMPARISON_COLUMNS, (c.mean_difference, c.ci_low, c.ci_high, c.wilcoxon_p, c.ttest_p), strict=True))
 
 
 def write_results(
     out_dir: Path, results: list[ConfigResult], plan: Plan, wall_s: float, sched: Scheduling | None = None
 ) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
+    vs_best = comparisons(results)
     results_table(results, plan.spec.sweep.folds).to_csv(out_dir / "results.csv", index=False)
     payload = {
         "sweep": plan.name,
@@ -175,8 +211,15 @@ def write_results(
         "spec": plan.spec.to_dict(),
         "configurations": [
             {**asdict(r), "fold_accuracy": {str(k): v for k, v in r.fold_accuracy.items()},
-             "cv_accuracy_mean": r.mean, "cv_accuracy_std": r.std}
+             "cv_accuracy_mean": r.mean, "cv_accuracy_std": r.std, **_vs_best_entry(vs_best, r.config_id)}
             for r in results
         ],
     }
     (out_dir / "results.json").write_text(json.dumps(payload, indent=1, default=str))
+
+
+def _vs_best_entry(vs_best: dict[str, PairedComparison | None], config_id: str) -> dict[str, Any]:
+    if config_id not in vs_best:
+        return {"vs_best": None}  # the best itself
+    comparison = vs_best[config_id]
+    return {"vs_best": comparison.to_dict() if comparison else None, "vs_best_verdict": verdict(comparison)}

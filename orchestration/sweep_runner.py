@@ -20,8 +20,10 @@ from orchestration.plan import Plan, SweepError, with_cluster, write_stored_spec
 from orchestration.results import (
     ConfigResult,
     collect_results,
+    comparisons,
     format_report,
     scheduling,
+    verdict,
     write_results,
 )
 from orchestration.tracking import SweepTracker
@@ -77,6 +79,8 @@ def run_sweep(plan: Plan) -> Outcome:
     out_dir = Path(_local_results_dir(plan))
     write_results(out_dir, results, plan, wall, sched)
     status = "FINISHED" if all(r.folds_completed == len(plan.spec.sweep.folds) for r in results) else "FAILED"
+    for cfg_id, comparison in comparisons(results).items():
+        tracker.log_comparison(cfg_id, comparison, verdict(comparison))
     tracker.finish_sweep(status, _sweep_metrics(results, wall, sched), out_dir)
     report = format_report(results, plan, wall, out_dir, sched)
     return Outcome(tuple(results), report, status == "FINISHED")

@@ -264,6 +264,19 @@ class SweepTracker:
             self.client.set_terminated(run_id, "FINISHED")
         return accuracies
 
+    def log_comparison(self, cfg_id: str, comparison: Any, words: str) -> None:
+        """A configuration's paired comparison with the best (``orchestration.compare``)."""
+        run_id = self._config_runs.get(cfg_id) or self._find({TAG_KIND: "config", TAG_CONFIG: cfg_id})
+        if run_id is None:
+            return
+        self.client.set_tag(run_id, "us8k.vs_best", words[:5000])
+        if comparison is not None:
+            now = int(time.time() * 1000)
+            values = {"vs_best_mean_difference": comparison.mean_difference, "vs_best_ci_low": comparison.ci_low,
+                      "vs_best_ci_high": comparison.ci_high, "vs_best_wilcoxon_p": comparison.wilcoxon_p,
+                      "vs_best_ttest_p": comparison.ttest_p}
+            self.client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in values.items() if _finite(v)])
+
     def finish_sweep(self, status: str, metrics: Mapping[str, float], artifacts_dir: Path | None) -> None:
         assert self.sweep_run_id is not None
         now = int(time.time() * 1000)
