@@ -10,6 +10,7 @@ with a t confidence interval. Used for the results table (is the winner really b
 
 from __future__ import annotations
 
+import functools
 import math
 import statistics
 from collections.abc import Mapping
@@ -57,10 +58,31 @@ def shared(reference: Mapping[int, float], other: Mapping[int, float]) -> tuple[
 
 
 def wilcoxon_p(differences: np.ndarray, alternative: Alternative = "two-sided") -> float:
-    """Signed-rank p-value; 1.0 when every difference is zero (nothing tells them apart)."""
-    if len(differences) == 0 or not np.any(differences):
+    """Signed-rank p-value; 1.0 when every difference is zero (nothing tells them apart).
+
+    Without zeros or tied magnitudes scipy's p is exact and depends only on (n, W+), the sum of
+    the ranks of the positive differences; that case is memoised per (n, W+), which a sweep
+    (and the racing simulation) asks for again and again.
+    """
+    d = np.asarray(differences, dtype=float)
+    if len(d) == 0 or not np.any(d):
         return 1.0
-    return float(stats.wilcoxon(differences, alternative=alternative).pvalue)
+    magnitudes = np.abs(d)
+    if np.all(d != 0) and len(np.unique(magnitudes)) == len(d):
+        ranks = magnitudes.argsort().argsort() + 1
+        return _exact_wilcoxon_p(len(d), int(ranks[d > 0].sum()), alternative)
+    return float(stats.wilcoxon(d, alternative=alternative).pvalue)
+
+
+@functools.lru_cache(maxsize=4096)
+def _exact_wilcoxon_p(n: int, w_plus: int, alternative: Alternative) -> float:
+    """scipy's p for any sample of n distinct non-zero magnitudes with this W+: ranks 1..n,
+    positive on a subset of rank sum ``w_plus`` (greedy from the largest rank)."""
+    sample, left = -np.arange(1, n + 1, dtype=float), w_plus
+    for rank in range(n, 0, -1):
+        if rank <= left:
+            sample[rank - 1], left = rank, left - rank
+    return float(stats.wilcoxon(sample, alternative=alternative).pvalue)
 
 
 def ttest_p(differences: np.ndarray, alternative: Alternative = "two-sided") -> float:

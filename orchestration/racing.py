@@ -68,27 +68,40 @@ class RaceState:
         return max(ready, key=lambda c: (statistics.fmean(self.scores[c].values()), c), default=None)
 
     def record(self, config_id: str, fold: int, accuracy: float) -> list[Dropped]:
-        """Add one finished fold; returns the configurations this drops (possibly none)."""
+        """Add one finished fold; returns the configurations this drops (possibly none).
+
+        Only comparisons whose inputs changed are re-run: the recorded configuration against
+        the leader, or every configuration when the leader changed or got a new fold.
+        """
+        before = self.leader()
         self.scores.setdefault(config_id, {})[int(fold)] = float(accuracy)
-        if self.method == "off":
-            return []
         leader = self.leader()
-        if leader is None:
+        if self.method == "off" or leader is None:
             return []
+        if leader != before or config_id == leader:
+            candidates = [c for c in self.scores if c != leader and c not in self.dropped]
+        else:
+            candidates = [config_id] if config_id not in self.dropped else []
         out = []
-        for candidate, scores in self.scores.items():
-            if candidate == leader or candidate in self.dropped or len(scores) < self.min_folds:
-                continue
-            folds, differences = shared(self.scores[leader], scores)
-            if len(folds) < self.min_folds:
-                continue
-            test = wilcoxon_p if self.method == "wilcoxon" else ttest_p
-            p = test(differences, alternative="greater")
-            if p < self.alpha:
-                drop = Dropped(candidate, len(scores), folds, p, leader, statistics.fmean(scores.values()))
+        for candidate in candidates:
+            drop = self._test(candidate, leader)
+            if drop is not None:
                 self.dropped[candidate] = drop
                 out.append(drop)
         return out
+
+    def _test(self, candidate: str, leader: str) -> Dropped | None:
+        scores = self.scores[candidate]
+        if len(scores) < self.min_folds:
+            return None
+        folds, differences = shared(self.scores[leader], scores)
+        if len(folds) < self.min_folds:
+            return None
+        test = wilcoxon_p if self.method == "wilcoxon" else ttest_p
+        p = test(differences, alternative="greater")
+        if p >= self.alpha:
+            return None
+        return Dropped(candidate, len(scores), folds, p, leader, statistics.fmean(scores.values()))
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -47,3 +47,14 @@ def test_ties_and_too_few_folds():
     assert wilcoxon_p(np.zeros(6), "greater") == 1.0 and ttest_p(np.zeros(6), "greater") == 1.0
     assert ttest_p(np.full(5, 0.1), "greater") == 0.0 and ttest_p(np.full(5, -0.1), "greater") == 1.0
     assert compare({1: 0.5}, {1: 0.4, 2: 0.3}) is None
+
+
+def test_memoised_exact_path_equals_scipy_on_random_samples():
+    rng = np.random.default_rng(1)
+    for n in range(2, 11):
+        for _ in range(20):
+            d = rng.normal(0.01, 0.05, n)
+            for alternative in ("two-sided", "greater"):
+                assert wilcoxon_p(d, alternative) == pytest.approx(stats.wilcoxon(d, alternative=alternative).pvalue)
+    tied = np.array([0.1, -0.1, 0.2, 0.0, 0.3])  # a tie and a zero: scipy's own path
+    assert wilcoxon_p(tied) == pytest.approx(stats.wilcoxon(tied).pvalue)
