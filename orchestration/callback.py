@@ -131,6 +131,10 @@ class MLflowSweepCallback(Callback):
 
     def _finish(self, config: Mapping[str, Any], result: Mapping[str, Any]) -> None:
         run_id = self._fold_run(config)
+        if not result.get(FINAL_KEY):  # stopped by Tune before the run's final report
+            self.tracker.stop_fold(run_id, "stopped before its final report (raced out, or the time budget ran out)")
+            self.tracker.update_config(config["config_id"], self.folds_total)
+            return
         try:
             self._log_final(run_id, config, result)
         except Exception:

@@ -86,6 +86,11 @@ class SweepConfig:
     name: str | None = None  # None: cv-<timestamp>; the same name (or --resume) continues a sweep
     address: str | None = None
     log_models: bool = True
+    # Fold racing (orchestration.racing): drop a configuration once its finished folds show it
+    # worse than the leader. off | wilcoxon | ttest.
+    racing: str = "off"
+    racing_min_folds: int = 4
+    racing_alpha: float = 0.05
 
     def __post_init__(self) -> None:
         folds = parse_folds(",".join(map(str, self.folds))) if not isinstance(self.folds, str) else parse_folds(self.folds)
@@ -106,6 +111,11 @@ class SweepConfig:
         for name in ("train_max_failures", "trial_max_failures"):
             _check(name, getattr(self, name), getattr(self, name) >= 0, "must be >= 0")
         check_search_space(self.search_space, self.search)
+        if self.racing not in ("off", "wilcoxon", "ttest"):
+            raise ValueError(f"sweep.racing must be off, wilcoxon or ttest, got {self.racing!r}")
+        _check("racing_min_folds", self.racing_min_folds,
+               isinstance(self.racing_min_folds, int) and self.racing_min_folds >= 2, "must be an integer >= 2")
+        _check("racing_alpha", self.racing_alpha, 0 < self.racing_alpha < 1, "must be in (0, 1)")
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)

@@ -55,6 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--num-samples", type=int, help="configurations drawn by random/optuna search")
     search.add_argument("--max-concurrent", type=int, help="trials at once (default: what the cluster fits)")
     search.add_argument("--time-budget", type=float, help="stop scheduling new trials after this many seconds")
+    search.add_argument("--racing", choices=["off", "wilcoxon", "ttest"],
+                        help="drop configurations their finished folds show worse than the leader (default off)")
+    search.add_argument("--racing-min-folds", type=int, help="folds a configuration finishes before it can be dropped (default 4)")
+    search.add_argument("--racing-alpha", type=float, help="one-sided p-value below which it is dropped (default 0.05)")
     res = p.add_argument_group("resources")
     res.add_argument("--workers-per-trial", type=int, help="Ray Train workers per trial (default 1)")
     res.add_argument("--cpus-per-worker", type=float,
@@ -83,6 +87,9 @@ _FLAG_TO_FIELD = {
     "num_samples": ("sweep", "num_samples"),
     "max_concurrent": ("sweep", "max_concurrent"),
     "time_budget": ("sweep", "time_budget_s"),
+    "racing": ("sweep", "racing"),
+    "racing_min_folds": ("sweep", "racing_min_folds"),
+    "racing_alpha": ("sweep", "racing_alpha"),
     "workers_per_trial": ("sweep", "workers_per_trial"),
     "cpus_per_worker": ("sweep", "cpus_per_worker"),
     "gpus_per_worker": ("sweep", "gpus_per_worker"),

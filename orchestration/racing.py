@@ -114,3 +114,17 @@ class RaceState:
         state.scores = {c: {int(f): float(a) for f, a in s.items()} for c, s in data["scores"].items()}
         state.dropped = {c: Dropped(**{**d, "folds": tuple(d["folds"])}) for c, d in data["dropped"].items()}
         return state
+
+
+# The race of each sweep running in this (driver) process, by sweep name: the searcher that
+# owns it registers it (again after a restore); the scheduler that stops raced-out trials and
+# the results stage read it.
+_BOARD: dict[str, RaceState] = {}
+
+
+def register(sweep: str, state: RaceState) -> None:
+    _BOARD[sweep] = state
+
+
+def board(sweep: str) -> RaceState | None:
+    return _BOARD.get(sweep)

@@ -22,6 +22,8 @@ class ConfigResult:
     params: dict[str, Any]
     fold_accuracy: dict[int, float]
     failed_folds: tuple[int, ...]
+    stopped_folds: tuple[int, ...] = ()  # stopped before their final report (raced out, time budget)
+    raced_out: dict[str, Any] | None = None  # orchestration.racing.Dropped as a dict
 
     @property
     def folds_completed(self) -> int:
@@ -83,24 +85,30 @@ def scheduling(grid, tune_seconds: float, max_concurrent: int, since: float) -> 
     return Scheduling(len(loops), sum(loops), tune_seconds, min(max_concurrent, max(1, len(loops))))
 
 
-def collect_results(grid) -> list[ConfigResult]:
-    """Group a Tune ResultGrid's trials by configuration; best mean first."""
+def collect_results(grid, race: Any = None) -> list[ConfigResult]:
+    """Group a Tune ResultGrid's trials by configuration: the finished ones by mean (best first),
+    then the raced-out ones (``race``: the sweep's RaceState) by their partial mean, never
+    ranked as if complete."""
     by_config: dict[str, dict[str, Any]] = {}
     for result in grid:
         config = result.config or {}
         if "config_id" not in config:
             continue
-        entry = by_config.setdefault(config["config_id"], {"params": config.get("params", {}), "acc": {}, "failed": []})
+        entry = by_config.setdefault(config["config_id"], {"params": config.get("params", {}), "acc": {},
+                                                          "failed": [], "stopped": []})
         metrics = result.metrics or {}
+        fold = int(config["fold"])
         if result.error is None and "test_accuracy" in metrics:
-            entry["acc"][int(config["fold"])] = float(metrics["test_accuracy"])
+            entry["acc"][fold] = float(metrics["test_accuracy"])
         else:
-            entry["failed"].append(int(config["fold"]))
+            entry["stopped" if result.error is None else "failed"].append(fold)
+    dropped = getattr(race, "dropped", {}) or {}
     rows = [
-        ConfigResult(cfg, e["params"], dict(sorted(e["acc"].items())), tuple(sorted(e["failed"])))
+        ConfigResult(cfg, e["params"], dict(sorted(e["acc"].items())), tuple(sorted(e["failed"])),
+                     tuple(sorted(e["stopped"])), asdict(dropped[cfg]) if cfg in dropped else None)
         for cfg, e in by_config.items()
     ]
-    return sorted(rows, key=lambda r: (not r.fold_accuracy, -r.mean if r.fold_accuracy else 0.0))
+    return sorted(rows, key=lambda r: (r.raced_out is not None, not r.fold_accuracy, -r.mean if r.fold_accuracy else 0.0))
 
 
 def comparisons(results: list[ConfigResult]) -> dict[str, PairedComparison | None]:
@@ -126,11 +134,29 @@ def verdict(comparison: PairedComparison | None, alpha: float = 0.05) -> str:
 def format_table(results: list[ConfigResult], folds: tuple[int, ...]) -> str:
     head = f"{'rank':>4}  {'config':<10} {'mean':>6} {'± std':>6}  " + " ".join(f"{'f' + str(f):>5}" for f in folds)
     lines = [head + "  params"]
+    ranked = [r for r in results if r.raced_out is None]
     for rank, r in enumerate(results, 1):
         cells = " ".join(f"{r.fold_accuracy[f]:5.3f}" if f in r.fold_accuracy else f"{'-':>5}" for f in folds)
         params = " ".join(f"{k}={v}" for k, v in sorted(r.params.items()))
-        lines.append(f"{rank:>4}  {r.config_id:<10} {r.mean:6.3f} {r.std:6.3f}  {cells}  {params}")
+        shown = str(rank) if rank <= len(ranked) else "out"  # raced out: partial, not ranked
+        lines.append(f"{shown:>4}  {r.config_id:<10} {r.mean:6.3f} {r.std:6.3f}  {cells}  {params}")
     return "\n".join(lines)
+
+
+def racing_lines(results: list[ConfigResult], folds: tuple[int, ...]) -> list[str]:
+    """One line per raced-out configuration, and the fold trials the race saved."""
+    out = [r for r in results if r.raced_out is not None]
+    if not out:
+        return []
+    ran = sum(r.folds_completed + len(r.stopped_folds) for r in results)
+    lines = [f"racing: {ran} of {len(results) * len(folds)} fold trials run "
+             f"({len(results) * len(folds) - ran} never started)"]
+    for r in out:
+        d = r.raced_out
+        lines.append(f"raced out: {r.config_id} after {d['after_folds']} fold(s) (partial mean {r.mean:.3f} ± {r.std:.3f} "
+                     f"over folds {', '.join(map(str, r.fold_accuracy))}): worse than {d['leader']} "
+                     f"on {len(d['folds'])} shared folds, one-sided p={d['p_value']:.3g}")
+    return lines
 
 
 def format_report(
@@ -150,7 +176,8 @@ def format_report(
         )
     for cfg, comparison in comparisons(results).items():
         lines.append(f"{cfg}: {verdict(comparison)}")
-    incomplete = [r for r in results if r.failed_folds or r.folds_completed < len(folds)]
+    lines += racing_lines(results, folds)
+    incomplete = [r for r in results if r.raced_out is None and (r.failed_folds or r.folds_completed < len(folds))]
     for r in incomplete:
         lines.append(f"incomplete: {r.config_id} finished {r.folds_completed}/{len(folds)} folds; failed: {list(r.failed_folds)}")
     if sched is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -17,6 +18,7 @@ from orchestration.callback import MLflowSweepCallback, ProgressCallback
 from orchestration.cluster import cluster_resources
 from orchestration.config import optuna_space
 from orchestration.plan import Plan, SweepError, with_cluster, write_stored_spec
+from orchestration.racing import board
 from orchestration.results import (
     ConfigResult,
     collect_results,
@@ -26,6 +28,7 @@ from orchestration.results import (
     verdict,
     write_results,
 )
+from orchestration.search import RacingScheduler
 from orchestration.tracking import SweepTracker
 from orchestration.trial import (
     TRIAL_DRIVER_CPU,
@@ -74,14 +77,19 @@ def run_sweep(plan: Plan) -> Outcome:
         # unpickled copy of the callback instead; it flushes in on_experiment_end.)
         callback.flush()
     sched = scheduling(grid, time.perf_counter() - fit_started, plan.max_concurrent, fit_started_unix)
-    results = collect_results(grid)
+    results = collect_results(grid, board(plan.name))
     wall = time.time() - started
     out_dir = Path(_local_results_dir(plan))
     write_results(out_dir, results, plan, wall, sched)
-    status = "FINISHED" if all(r.folds_completed == len(plan.spec.sweep.folds) for r in results) else "FAILED"
+    complete = all(r.folds_completed == len(plan.spec.sweep.folds) for r in results if r.raced_out is None)
+    status = "FINISHED" if complete else "FAILED"
     for cfg_id, comparison in comparisons(results).items():
         tracker.log_comparison(cfg_id, comparison, verdict(comparison))
-    tracker.finish_sweep(status, _sweep_metrics(results, wall, sched), out_dir)
+    for r in results:
+        if r.raced_out is not None:
+            tracker.mark_raced_out(r.config_id, r.raced_out)
+    metrics = {**_sweep_metrics(results, wall, sched), **_racing_metrics(plan, results, grid)}
+    tracker.finish_sweep(status, metrics, out_dir)
     report = format_report(results, plan, wall, out_dir, sched)
     return Outcome(tuple(results), report, status == "FINISHED")
 
@@ -100,6 +108,23 @@ def _start_tracking(plan: Plan, data_info: dict[str, str]) -> SweepTracker:
         flush=True,
     )
     return tracker
+
+
+def _racing_metrics(plan: Plan, results: list[ConfigResult], grid) -> dict[str, float]:
+    """Fold trials run vs a full sweep's, and the CPU/GPU hours the never-started ones would
+    have taken at the measured mean trial duration."""
+    sweep = plan.spec.sweep
+    full = len(results) * len(sweep.folds)
+    ran = sum(r.folds_completed + len(r.stopped_folds) + len(r.failed_folds) for r in results)
+    seconds = [float(m["time_total_s"]) for m in (g.metrics or {} for g in grid)
+               if m.get("test_accuracy") is not None and m.get("time_total_s") and not m.get("reused")]
+    hours = (full - ran) * (statistics.fmean(seconds) if seconds else 0.0) / 3600
+    return {
+        "trials_run": ran,
+        "trials_full_sweep": full,
+        "cpu_hours_saved": hours * sweep.workers_per_trial * sweep.cpus_per_worker,
+        "gpu_hours_saved": hours * sweep.workers_per_trial * plan.gpus_per_worker,
+    }
 
 
 def _sweep_metrics(results: list[ConfigResult], wall: float, sched) -> dict[str, float]:
@@ -280,8 +305,8 @@ def _trainable(features_ref, settings: TrialSettings):
 def _param_space(plan: Plan) -> dict[str, Any]:
     from ray import tune
 
-    if not plan.configurations:
-        return {}
+    if not plan.configurations or plan.spec.sweep.racing != "off":
+        return {}  # a searcher makes the trials
     table = dict(plan.configurations)
     # Tune varies the alphabetically first grid key fastest: trials go fold by fold, every
     # configuration on fold 1, then on fold 2, ... so a sweep cut short (--time-budget, Ctrl-C)
@@ -294,17 +319,18 @@ def _param_space(plan: Plan) -> dict[str, Any]:
 
 
 def _search_alg(plan: Plan):
-    if plan.configurations:
-        return None
-    from ray.tune.search.optuna import OptunaSearch
-
-    from orchestration.search import FoldExpander
+    """None (Tune's grid over the param space), a racing PairSearcher, or Optuna per configuration."""
+    from orchestration.racing import RaceState
+    from orchestration.search import FoldExpander, PairSearcher
 
     sweep = plan.spec.sweep
-    inner = OptunaSearch(
-        space=optuna_space(sweep.search_space), metric="cv_accuracy_mean", mode="max", seed=sweep.seed
-    )
-    return FoldExpander(inner, sweep.folds)
+    race = RaceState(sweep.racing, sweep.racing_alpha, sweep.racing_min_folds)
+    if plan.configurations:
+        return PairSearcher(plan.configurations, sweep.folds, race, plan.name) if sweep.racing != "off" else None
+    from ray.tune.search.optuna import OptunaSearch
+
+    inner = OptunaSearch(space=optuna_space(sweep.search_space), metric="cv_accuracy_mean", mode="max", seed=sweep.seed)
+    return FoldExpander(inner, sweep.folds, race, plan.name)
 
 
 def _tuner(plan: Plan, features_ref, callback: MLflowSweepCallback, settings: TrialSettings):
@@ -321,14 +347,14 @@ def _tuner(plan: Plan, features_ref, callback: MLflowSweepCallback, settings: Tr
             path, trainable=trainable, resume_unfinished=True, resume_errored=True, param_space=_param_space(plan)
         )
     sweep = plan.spec.sweep
-    folds = len(sweep.folds)
     search_alg = _search_alg(plan)
     return tune.Tuner(
         trainable,
         param_space=_param_space(plan),
         tune_config=tune.TuneConfig(
             search_alg=search_alg,
-            num_samples=sweep.num_samples * folds if search_alg else 1,
+            scheduler=RacingScheduler(plan.name) if sweep.racing != "off" else None,
+            num_samples=_total_trials(plan) if search_alg else 1,
             max_concurrent_trials=plan.max_concurrent,
             time_budget_s=sweep.time_budget_s,
             # A trial process is reused by the next trial: no new process, no second TF import.

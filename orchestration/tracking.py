@@ -277,6 +277,26 @@ class SweepTracker:
                       "vs_best_ttest_p": comparison.ttest_p}
             self.client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in values.items() if _finite(v)])
 
+    def mark_raced_out(self, cfg_id: str, dropped: Mapping[str, Any]) -> None:
+        """Tags saying why a configuration left the race; its run ends KILLED (folds unrun)."""
+        run_id = self._config_runs.get(cfg_id) or self._find({TAG_KIND: "config", TAG_CONFIG: cfg_id})
+        if run_id is None:
+            return
+        tags = {
+            "us8k.raced_out": "true",
+            "us8k.raced_out_after_folds": str(dropped["after_folds"]),
+            "us8k.raced_out_p_value": f"{dropped['p_value']:.6g}",
+            "us8k.raced_out_leader": str(dropped["leader"]),
+            "us8k.raced_out_folds": ",".join(map(str, dropped["folds"])),
+        }
+        self.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+        self.client.set_terminated(run_id, "KILLED")
+
+    def stop_fold(self, run_id: str, reason: str) -> None:
+        """A fold run stopped before its final report (raced out, time budget): KILLED, tagged."""
+        self.client.set_tag(run_id, "us8k.stopped", reason[:5000])
+        self.client.set_terminated(run_id, "KILLED")
+
     def finish_sweep(self, status: str, metrics: Mapping[str, float], artifacts_dir: Path | None) -> None:
         assert self.sweep_run_id is not None
         now = int(time.time() * 1000)

@@ -16,6 +16,11 @@ is in the queue, so after ``fit()`` returns nothing is in flight: the final repo
 relayed, and relayed before the trial function returns. One queue actor serves every trial a
 Tune trial process runs (``reuse_actors=True``): a new one per trial would be a process start
 (~1 CPU-second) each time.
+
+When Tune stops the trial (the racing scheduler, a time budget), ``ray.tune.report`` raises in
+the trial's thread; the trial then puts its run's name into a second queue, and
+``ForwardReports`` ends the Train run at its next report by raising ``RunStopped`` (a public
+callback raising), so the run's workers do not train on for a trial that is gone.
 """
 
 from __future__ import annotations
@@ -30,13 +35,20 @@ from ray.util.queue import Empty, Queue
 
 CHECKPOINT_PATH_KEY = "checkpoint_path"  # as TuneReportCallback names it
 _POLL_S = 0.5
+STOP_WAIT_S = 600.0  # a stopped run ends at its next report: within an epoch
+
+
+class RunStopped(RuntimeError):
+    """Raised in the Train controller to end a run whose Tune trial was stopped."""
 
 
 class ForwardReports(UserCallback):
-    """Runs in the Train controller: rank 0's metrics (plus the checkpoint's path) into the queue."""
+    """Runs in the Train controller: rank 0's metrics (plus the checkpoint's path) into the
+    queue; ends the run at its next report once the trial asked for it (``stop``)."""
 
-    def __init__(self, queue: Queue, run_name: str) -> None:
+    def __init__(self, queue: Queue, stop: Queue, run_name: str) -> None:
         self.queue = queue
+        self.stop = stop
         self.run_name = run_name
 
     def after_report(self, run_context: Any, metrics: list[dict[str, Any]], checkpoint: Any) -> None:
@@ -44,25 +56,32 @@ class ForwardReports(UserCallback):
         if checkpoint is not None:
             item[CHECKPOINT_PATH_KEY] = checkpoint.path
         self.queue.put((self.run_name, item))
+        if not self.stop.empty():
+            raise RunStopped(f"{self.run_name}: its Tune trial was stopped (raced out or out of time)")
 
 
-_queue: Queue | None = None  # this process's queue, kept for the next trial Tune runs here
+# This process's queues, kept for the next trial Tune runs here.
+_queues: dict[str, Queue] = {}
 
 
-def report_queue() -> Queue:
-    """This process's queue actor (started on first use, or again if it died), emptied."""
-    global _queue
-    if _queue is not None:
+def _fresh_queue(name: str) -> Queue:
+    """This process's queue ``name`` (started on first use, or again if it died), emptied."""
+    queue = _queues.get(name)
+    if queue is not None:
         try:
             while True:
-                _queue.get_nowait()  # what a failed earlier run left behind
+                queue.get_nowait()  # what a failed or stopped earlier run left behind
         except Empty:
             pass
         except ray.exceptions.RayActorError:  # its node was lost
-            _queue = None
-    if _queue is None:
-        _queue = Queue(actor_options={"num_cpus": 0})
-    return _queue
+            queue = None
+    if queue is None:
+        queue = _queues[name] = Queue(actor_options={"num_cpus": 0})
+    return queue
+
+
+def report_queue() -> Queue:
+    return _fresh_queue("reports")
 
 
 def fit_with_tune_reports(
@@ -80,28 +99,40 @@ def fit_with_tune_reports(
         from ray import tune
 
         report = tune.report
-    queue = report_queue()
+    queue, stop = report_queue(), _fresh_queue("stop")
     outcome: dict[str, Any] = {}
 
     def run() -> None:
         try:
-            outcome["result"] = fit([ForwardReports(queue, run_name)])
+            outcome["result"] = fit([ForwardReports(queue, stop, run_name)])
         except BaseException as exc:  # re-raised in the caller's thread
             outcome["error"] = exc
 
     thread = threading.Thread(target=run, name=f"fit-{run_name}", daemon=True)
     thread.start()
+    try:
+        _relay(queue, thread, run_name, report)
+    except BaseException:
+        # Tune stopped the trial (its report raised): end the Train run too, at its next
+        # report, so its workers free their CPUs/GPUs for the next trial.
+        stop.put(run_name)
+        thread.join(timeout=STOP_WAIT_S)
+        raise
+    thread.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["result"]
+
+
+def _relay(queue: Queue, thread: threading.Thread, run_name: str, report: Callable[[Mapping[str, Any]], None]) -> None:
+    """Every item of this run to ``report``, in order, until the fit thread ended and the queue is empty."""
     while True:
         finished = not thread.is_alive()  # read before the queue: no put can follow it
         try:
             name, item = queue.get_nowait() if finished else queue.get(timeout=_POLL_S)
         except Empty:
             if finished:
-                break
+                return
             continue
         if name == run_name:
             report(item)
-    thread.join()
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["result"]

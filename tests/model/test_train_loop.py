@@ -43,7 +43,8 @@ def test_training_pipeline_reshuffles_whole_batches_and_evaluation_keeps_every_r
     y = np.arange(10, dtype=np.int32)
     train = [b[1].numpy().tolist() for b in make_dataset(tf, x, y, 4, seed=0, train_passes=2)]
     assert [len(b) for b in train] == [4, 4, 4, 4]  # 2 passes x 2 whole batches, remainder dropped
-    first, second = sorted(sum(train[:2], [])), sorted(sum(train[2:], []))
+    first = sorted(y for batch in train[:2] for y in batch)
+    second = sorted(y for batch in train[2:] for y in batch)
     assert len(set(first)) == 8 and len(set(second)) == 8
     assert train[:2] != train[2:]  # each pass reshuffled
     evaluation = [b[1].numpy().tolist() for b in make_dataset(tf, x, y, 4, seed=0)]

@@ -77,7 +77,7 @@ def test_a_pair_reused_from_mlflow_is_not_written_again(store):
 
 def test_after_a_restore_it_logs_what_tune_finished_and_mlflow_missed(store):
     first = _callback(store)
-    first.tracker  # a live client and (soon) a writer thread: neither may be pickled
+    assert first.tracker.sweep_run_id  # a live client (and soon a writer thread): neither may be pickled
     restored = pickle.loads(pickle.dumps(first))
     assert restored._tracker is None and restored._writer is None
     done = _trial(1, status="TERMINATED", final=1, test_accuracy=0.6)
