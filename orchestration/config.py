@@ -57,6 +57,9 @@ DISTRIBUTIONS = ("uniform", "loguniform", "randint", "choice")
 # rate, over all ten folds. Without --data-dir the demo also shortens training (DEMO_TRAIN).
 DEFAULT_SEARCH_SPACE: dict[str, Any] = {"learning_rate": [1e-4, 1e-3]}
 DEMO_TRAIN: dict[str, Any] = {"epochs": 10, "batch_size": 32, "bn_momentum": 0.9, "checkpoint_every": 0}
+# The demo's runlocal-style shrink on top (unless --full-size): a quarter-width network on the
+# middle 2 s of every clip, so 20 trials fit 10 minutes on 2 slow cores (README, "Demo size").
+DEMO_SHRINK: dict[str, dict[str, Any]] = {"features": {"frames": 87}, "train": {"filters": [16, 16, 32, 32]}}
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,7 @@ class SweepConfig:
     name: str | None = None  # None: cv-<timestamp>; the same name (or --resume) continues a sweep
     address: str | None = None
     log_models: bool = True
+    demo_shrink: bool = True  # without data_dir: apply DEMO_SHRINK (False: the reference sizes)
     # Fold racing (orchestration.racing): drop a configuration once its finished folds show it
     # worse than the leader. off | wilcoxon | ttest.
     racing: str = "off"
@@ -144,9 +148,14 @@ class SweepSpec:
         if unknown:
             raise ValueError(f"config: unknown section(s) {', '.join(unknown)}; sections: features, train, sweep")
         sweep = SweepConfig.from_dict(data.get("sweep", {}))
-        train = dict(DEMO_TRAIN) if sweep.data_dir is None else {}
+        features: dict[str, Any] = {}
+        train: dict[str, Any] = dict(DEMO_TRAIN) if sweep.data_dir is None else {}
+        if sweep.data_dir is None and sweep.demo_shrink:
+            features.update(DEMO_SHRINK["features"])
+            train.update(DEMO_SHRINK["train"])
+        features.update(data.get("features", {}))
         train.update(data.get("train", {}))
-        return cls(FeatureConfig.from_dict(data.get("features", {})), TrainConfig.from_dict(train), sweep)
+        return cls(FeatureConfig.from_dict(features), TrainConfig.from_dict(train), sweep)
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:

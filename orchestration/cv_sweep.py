@@ -49,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     cfg.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                      help="override one setting, e.g. train.learning_rate=1e-3 (repeatable)")
     cfg.add_argument("--epochs", type=int, help="training epochs per trial (train.epochs)")
+    cfg.add_argument("--full-size", action="store_true",
+                     help="demo only: the reference network on 4-s features instead of the demo's shrink")
     search = p.add_argument_group("search")
     search.add_argument("--search", choices=["grid", "random", "optuna"])
     search.add_argument("--search-space", help='JSON, e.g. \'{"learning_rate": [1e-4, 1e-3]}\'')
@@ -118,6 +120,8 @@ def spec_from_args(args: argparse.Namespace) -> SweepSpec:
             data.setdefault("sweep", {})["search_space"] = json.loads(args.search_space)
         except json.JSONDecodeError as exc:
             raise ValueError(f"--search-space is not valid JSON: {exc}") from None
+    if args.full_size:
+        data.setdefault("sweep", {})["demo_shrink"] = False
     if args.no_log_models:
         data.setdefault("sweep", {})["log_models"] = False
     return SweepSpec.from_dict(data)

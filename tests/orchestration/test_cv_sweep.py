@@ -225,3 +225,38 @@ def test_resume_after_driver_killed_completes_each_pair_once(tiny_dataset_root, 
     assert sched["trials"] == PAIRS - len(finished_before)
     for config_run in _runs(client, experiment, name, "config"):
         assert config_run.data.metrics["folds_completed"] == len(FOLDS)
+
+
+@pytest.mark.slow
+def test_racing_drops_a_hopeless_configuration_and_a_resume_keeps_it_out(ray_local, tiny_dataset_root, mlflow_server, tmp_path):
+    """Two configurations, one that cannot learn (learning rate 1e-7): the paired t-test drops it
+    after two folds, its third fold never runs, MLflow says why, and --resume changes nothing."""
+    folds = (1, 2, 3)
+    args = ["--data-dir", str(tiny_dataset_root), "--folds", "1-3", "--max-concurrent", "1",
+            "--search-space", '{"learning_rate": [3e-3, 1e-7]}', "--racing", "ttest", "--racing-min-folds", "2",
+            "--racing-alpha", "0.25", "--cache-dir", str(tmp_path / "cache"), "--storage-path", str(tmp_path / "ray"),
+            "--tracking-uri", mlflow_server, "--experiment", "e2e-racing", "--name", "raced", "--epochs", "2",
+            *FAST[2:]]
+    assert main(args) == 0
+    client = MlflowClient(mlflow_server)
+    configs = {r.data.params["learning_rate"]: r for r in _runs(client, "e2e-racing", "raced", "config")}
+    good, bad = configs["0.003"], configs["1e-07"]
+    assert bad.data.tags["us8k.raced_out"] == "true" and bad.data.tags["us8k.raced_out_after_folds"] == "2"
+    assert bad.data.tags["us8k.raced_out_leader"] == good.data.tags[TAG_CONFIG]
+    assert float(bad.data.tags["us8k.raced_out_p_value"]) < 0.25 and bad.info.status == "KILLED"
+    assert "us8k.raced_out" not in good.data.tags and good.data.metrics["folds_completed"] == len(folds)
+
+    def fold_runs():
+        return [(r.data.tags[TAG_CONFIG], int(r.data.tags[TAG_FOLD])) for r in _runs(client, "e2e-racing", "raced", "fold")]
+
+    before = fold_runs()
+    assert sorted(f for c, f in before if c == bad.data.tags[TAG_CONFIG]) == [1, 2]  # fold 3: no run at all
+    (sweep,) = _runs(client, "e2e-racing", "raced", "sweep")
+    assert sweep.data.metrics["trials_run"] == 5 and sweep.data.metrics["trials_full_sweep"] == 6
+    results = json.loads((tmp_path / "ray" / "raced" / "results.json").read_text())
+    ranked = [c["config_id"] for c in results["configurations"]]
+    assert ranked[-1] == bad.data.tags[TAG_CONFIG] and results["configurations"][-1]["raced_out"]["after_folds"] == 2
+
+    assert main([*args, "--resume", "raced"]) == 0
+    after = fold_runs()
+    assert sorted(after) == sorted(before) and len(after) == len(set(after))  # nothing resurrected or duplicated

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from orchestration.config import (
+    DEMO_SHRINK,
     DEMO_TRAIN,
     SweepConfig,
     SweepSpec,
@@ -34,6 +35,18 @@ def test_defaults_are_the_embedded_demo():
 def test_real_data_keeps_reference_training_settings(tmp_path):
     spec = _spec("--data-dir", str(tmp_path))
     assert spec.train.epochs == 360 and spec.train.batch_size == 128 and spec.train.learning_rate == 1e-4
+    assert spec.train.filters == (32, 32, 64, 64) and spec.features.frames == 174  # never shrunk
+
+
+def test_the_demo_is_shrunk_unless_full_size():
+    shrunk = _spec()
+    assert shrunk.train.filters == tuple(DEMO_SHRINK["train"]["filters"])
+    assert shrunk.features.frames == DEMO_SHRINK["features"]["frames"]
+    full = _spec("--full-size")
+    assert full.train.filters == (32, 32, 64, 64) and full.features.frames == 174
+    assert full.train.epochs == shrunk.train.epochs == DEMO_TRAIN["epochs"]  # both train as the demo does
+    # An explicit setting beats the shrink.
+    assert _spec("--set", "features.frames=120").features.frames == 120
 
 
 def test_layers_round_trip_through_dicts():

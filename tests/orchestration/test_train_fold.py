@@ -150,3 +150,25 @@ def test_local_mode_stops_early_patience_epochs_after_the_best(ray_local, featur
     assert best_loss == min(h["val_loss"] for h in history)
     assert all(h["val_loss"] >= best_loss for h in history[best:])
     assert result.metrics["best_epoch"] == best and result.metrics["final"] == 1
+
+
+def test_a_stopped_trial_ends_its_train_run_at_the_next_report(ray_local, features_ref, tmp_path):
+    """What tune_bridge does when Tune stops a trial: ForwardReports raises in the controller
+    at the run's next report, and the run ends there instead of training every epoch."""
+    import ray
+    from ray.util.queue import Queue
+
+    from orchestration.tune_bridge import ForwardReports
+
+    reports, stop = Queue(), Queue()
+    stop.put("stopped")  # as if Tune had already stopped the trial
+    with pytest.raises(ray.train.TrainingFailedError, match="its Tune trial was stopped"):
+        train_fold(
+            features_ref, TEST_FOLD, FAST.replace(epochs=20, checkpoint_every=0), WorkerResources(workers=1),
+            RunSettings(storage_path=str(tmp_path / "runs"), name="stopped"),
+            callbacks=[ForwardReports(reports, stop, "stopped")],
+        )
+    epochs = []
+    while not reports.empty():
+        epochs.append(reports.get_nowait()[1]["epoch"])
+    assert epochs == [1]  # the first report went through, then the run ended
