@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from features.cache import default_cache_dir
-from orchestration.callback import MLflowSweepCallback, ProgressCallback
+from orchestration.callback import MLflowSweepCallback
 from orchestration.cluster import cluster_resources
 from orchestration.config import optuna_space
 from orchestration.plan import Plan, SweepError, with_cluster, write_stored_spec
+from orchestration.progress import ProgressCallback
 from orchestration.racing import board
 from orchestration.results import (
     ConfigResult,
@@ -363,9 +364,9 @@ def _tuner(plan: Plan, features_ref, callback: MLflowSweepCallback, settings: Tr
         run_config=tune.RunConfig(
             name=plan.name,
             storage_path=plan.storage_path,
-            callbacks=[callback, ProgressCallback(_total_trials(plan))],
+            callbacks=[callback, ProgressCallback(_total_trials(plan), plan.spec.train.epochs, len(sweep.folds))],
             failure_config=tune.FailureConfig(max_failures=sweep.trial_max_failures),
-            verbose=0,
+            verbose=1 if plan.verbose else 0,  # Tune's own tables only with --verbose
         ),
     )
 

@@ -1,5 +1,5 @@
-"""The driver's Tune callbacks on hand-made trials, against a sqlite store (no Ray cluster):
-what each Tune event writes to MLflow, what survives Tune pickling the callback, the progress lines."""
+"""The driver's MLflow callback on hand-made trials, against a sqlite store (no Ray cluster):
+what each Tune event writes to MLflow, and what survives Tune pickling the callback."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import pytest
 from mlflow.tracking import MlflowClient
 
-from orchestration.callback import MLflowSweepCallback, ProgressCallback
+from orchestration.callback import MLflowSweepCallback
 from orchestration.tracking import TAG_CONFIG, TAG_FOLD, TAG_KIND, TAG_SWEEP
 
 PARAMS = {"learning_rate": 1e-3}
@@ -88,17 +88,3 @@ def test_after_a_restore_it_logs_what_tune_finished_and_mlflow_missed(store):
     (fold,) = _runs(store, "fold")
     assert int(fold.data.tags[TAG_FOLD]) == 1 and fold.info.status == "FINISHED"
     assert fold.data.metrics["test_accuracy"] == 0.6
-
-
-def test_progress_lines_count_and_estimate(capsys):
-    progress = ProgressCallback(total_trials=4)
-    before = [_trial(1, status="TERMINATED"), _trial(2), _trial(3), _trial(4)]
-    progress.on_step_begin(0, before)  # one finished before a resume
-    second = before[1]
-    second.last_result = {"test_accuracy": 0.75}
-    progress.on_trial_complete(0, before, second)
-    progress.on_trial_error(0, before, before[2])
-    lines = capsys.readouterr().out.splitlines()
-    assert lines[0].startswith("[2/4] c1 fold 2: test accuracy 0.750")
-    assert lines[1].startswith("[3/4] c1 fold 3: FAILED, see /tmp/error.txt")
-    assert "s left)" in lines[1]
