@@ -30,8 +30,11 @@ class FoldSplit:
     test: np.ndarray
 
 
-def split_fold(featureset: FeatureSet, test_fold: int, val_fraction: float, seed: int) -> FoldSplit:
+def split_fold(featureset: FeatureSet, test_fold: int | None, val_fraction: float, seed: int) -> FoldSplit:
     """Test = every clip of ``test_fold``; validation = whole recordings from the other folds.
+
+    ``test_fold=None`` is the refit of a chosen configuration: every fold trains (validation
+    still whole recordings, as in a fold run) and there is no test set.
 
     Recordings are assigned a class (their clips' majority label); per class, recordings are
     shuffled with ``seed`` and moved to validation while that brings the class's validation
@@ -39,14 +42,14 @@ def split_fold(featureset: FeatureSet, test_fold: int, val_fraction: float, seed
     recording keep it in training.
     """
     folds = np.asarray(featureset.folds)
-    if test_fold not in set(folds.tolist()):
+    if test_fold is not None and test_fold not in set(folds.tolist()):
         raise ValueError(
             f"split_fold: test fold {test_fold} has no clips (folds present: {sorted(set(folds.tolist()))})"
         )
     if not 0 < val_fraction < 1:
         raise ValueError(f"split_fold: val_fraction must be in (0, 1), got {val_fraction!r}")
-    test = np.flatnonzero(folds == test_fold)
-    pool = np.flatnonzero(folds != test_fold)
+    test = np.flatnonzero(folds == test_fold) if test_fold is not None else np.zeros(0, np.int64)
+    pool = np.flatnonzero(folds != test_fold) if test_fold is not None else np.arange(len(folds))
     if len(pool) == 0:
         raise ValueError(f"split_fold: no training clips outside test fold {test_fold}")
     in_val = _grouped_val_mask(
@@ -168,7 +171,7 @@ class PreparedFold:
         return tuple(self.x_train.shape[1:])
 
 
-def prepare_fold(featureset: FeatureSet, test_fold: int, config: TrainConfig) -> PreparedFold:
+def prepare_fold(featureset: FeatureSet, test_fold: int | None, config: TrainConfig) -> PreparedFold:
     """Split, fit the normaliser on the training rows only, and build the model inputs."""
     split = split_fold(featureset, test_fold, config.val_fraction, config.seed)
     bands = featureset.features.shape[1]

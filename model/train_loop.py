@@ -77,7 +77,7 @@ class LoopSettings:
     """The ``train_loop_config`` every worker gets (``features``: a FeatureSet or an ObjectRef)."""
 
     features: Any
-    test_fold: int
+    test_fold: int | None  # None: a refit on every fold, no test set
     train_config: TrainConfig
     use_gpu: bool = False
     intra_op_threads: int | None = None
@@ -86,7 +86,7 @@ class LoopSettings:
     def to_loop_config(self) -> dict[str, Any]:
         return {
             "features": self.features,
-            "test_fold": int(self.test_fold),
+            "test_fold": None if self.test_fold is None else int(self.test_fold),
             "train_config": self.train_config.to_dict(),
             "use_gpu": bool(self.use_gpu),
             "intra_op_threads": self.intra_op_threads,
@@ -110,7 +110,7 @@ class LoopSettings:
 
 def make_loop_config(
     features: Any,
-    test_fold: int,
+    test_fold: int | None,
     train_config: TrainConfig,
     *,
     use_gpu: bool = False,
@@ -266,7 +266,7 @@ def _resolve_features(features: Any) -> FeatureSet:
     return features
 
 
-def _make_datasets(tf, fold: PreparedFold, global_batch: int, config: TrainConfig, test_fold: int, passes: int):
+def _make_datasets(tf, fold: PreparedFold, global_batch: int, config: TrainConfig, test_fold: int | None, passes: int):
     if len(fold.y_train) < global_batch:
         raise ValueError(
             f"test fold {test_fold}: {len(fold.y_train)} training clips, fewer than the global "
@@ -428,9 +428,11 @@ def _finish(attempt: Attempt, timer: PhaseTimer) -> None:
     settings, fold, state = attempt.settings, attempt.fold, attempt.state
     local = compile_model(build_cnn(fold.input_shape, len(settings.class_names), attempt.config), attempt.config)
     local.set_weights(weights)
-    test_loss, _ = local.evaluate(fold.x_test, fold.y_test, batch_size=256, verbose=0)
-    predictions = local.predict(fold.x_test, batch_size=256, verbose=0).argmax(axis=1)
-    report = classification_report(fold.y_test, predictions, len(settings.class_names), settings.class_names)
+    test_loss, report = float("nan"), None
+    if len(fold.y_test):  # a refit (test_fold None) has no test set
+        test_loss, _ = local.evaluate(fold.x_test, fold.y_test, batch_size=256, verbose=0)
+        predictions = local.predict(fold.x_test, batch_size=256, verbose=0).argmax(axis=1)
+        report = classification_report(fold.y_test, predictions, len(settings.class_names), settings.class_names)
     directory = ckpt.staging_directory("us8k_final_")
     arrays = {ckpt.WEIGHTS_FILE: current, ckpt.OPTIMIZER_FILE: optimizer, ckpt.BEST_WEIGHTS_FILE: weights}
     ckpt.write_checkpoint(directory, state, arrays, {"final": True, **attempt.extras()})
@@ -440,11 +442,11 @@ def _finish(attempt: Attempt, timer: PhaseTimer) -> None:
     ckpt.report_checkpoint(_final_metrics(state, float(test_loss), report, timer), directory)
 
 
-def _summary(attempt: Attempt, test_loss: float, report: dict[str, Any], timer: PhaseTimer) -> dict[str, Any]:
+def _summary(attempt: Attempt, test_loss: float, report: dict[str, Any] | None, timer: PhaseTimer) -> dict[str, Any]:
     state = attempt.state
     return {
         "test_fold": attempt.settings.test_fold,
-        "test_loss": test_loss,
+        "test_loss": test_loss if report is not None else None,
         "best_epoch": state.best_epoch,
         "best_val_loss": None if math.isinf(state.best_val_loss) else state.best_val_loss,
         "epochs_trained": state.epoch,
@@ -456,7 +458,8 @@ def _summary(attempt: Attempt, test_loss: float, report: dict[str, Any], timer: 
     }
 
 
-def _final_metrics(state: ckpt.TrainState, test_loss: float, report: dict[str, Any], timer: PhaseTimer) -> dict[str, Any]:
+def _final_metrics(state: ckpt.TrainState, test_loss: float, report: dict[str, Any] | None,
+                   timer: PhaseTimer) -> dict[str, Any]:
     last = state.history[-1] if state.history else {}
     best = next((h for h in state.history if h["epoch"] == state.best_epoch), last)
     metrics = {key: best.get(key, 0.0) for key in EPOCH_METRIC_KEYS}
@@ -464,11 +467,6 @@ def _final_metrics(state: ckpt.TrainState, test_loss: float, report: dict[str, A
         {
             "epoch": state.epoch,
             FINAL_KEY: 1,
-            "test_loss": test_loss,
-            "test_accuracy": report["accuracy"],
-            "test_macro_f1": report["macro_f1"],
-            "test_macro_precision": report["macro_precision"],
-            "test_macro_recall": report["macro_recall"],
             "epochs_trained": state.epoch,
             "resumes": len(state.attempt_start_epochs) - 1,
             # This attempt's time inside the loop, so far: what the sweep compares its wall
@@ -476,4 +474,7 @@ def _final_metrics(state: ckpt.TrainState, test_loss: float, report: dict[str, A
             "loop_seconds": timer.total(),
         }
     )
+    if report is not None:
+        metrics.update(test_loss=test_loss, test_accuracy=report["accuracy"], test_macro_f1=report["macro_f1"],
+                       test_macro_precision=report["macro_precision"], test_macro_recall=report["macro_recall"])
     return metrics

@@ -1,0 +1,54 @@
+"""The MLflow Model Registry step: a new version per refit, and the ``champion`` alias moved
+only when the new model beats the current champion's CV mean on the same dataset.
+
+MLflow aliases, not the deprecated stages. Each version is tagged with where it came from
+(sweep, configuration, CV mean and std, dataset fingerprint, feature-cache keys), so a version
+found later in the registry can be traced back to its sweep and features.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+CHAMPION = "champion"
+
+
+@dataclass(frozen=True)
+class Registration:
+    name: str
+    version: str
+    champion: bool  # the alias now points at this version
+    message: str
+
+
+def register(client: MlflowClient, name: str, model_uri: str, run_id: str, tags: Mapping[str, str]) -> Registration:
+    """Register ``model_uri`` as a new version of ``name``; move ``champion`` if it is better.
+
+    ``tags`` must hold ``us8k.cv_accuracy_mean`` and ``us8k.dataset_fingerprint``.
+    """
+    try:
+        client.get_registered_model(name)
+    except MlflowException:
+        client.create_registered_model(name, description="UrbanSound8K classifier: audio in, class probabilities out.")
+    version = client.create_model_version(name, source=model_uri, run_id=run_id, tags=dict(tags)).version
+    mean = float(tags["us8k.cv_accuracy_mean"])
+    try:
+        current = client.get_model_version_by_alias(name, CHAMPION)
+    except MlflowException:
+        current = None
+    if current is None:
+        reason = "the first champion"
+    elif current.tags.get("us8k.dataset_fingerprint") != tags["us8k.dataset_fingerprint"]:
+        reason = f"version {current.version} was trained on another dataset"
+    elif float(current.tags.get("us8k.cv_accuracy_mean", "nan")) < mean:
+        reason = f"CV mean {mean:.4f} beats version {current.version}'s {float(current.tags['us8k.cv_accuracy_mean']):.4f}"
+    else:
+        return Registration(name, version, False, (
+            f"registered {name} version {version} (CV mean {mean:.4f}); the champion stays version "
+            f"{current.version} (CV mean {float(current.tags['us8k.cv_accuracy_mean']):.4f} on the same dataset)"))
+    client.set_registered_model_alias(name, CHAMPION, version)
+    return Registration(name, version, True, f"registered {name} version {version} as @{CHAMPION}: {reason}")
