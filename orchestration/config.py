@@ -90,6 +90,8 @@ class SweepConfig:
     address: str | None = None
     log_models: bool = True
     demo_shrink: bool = True  # without data_dir: apply DEMO_SHRINK (False: the reference sizes)
+    refit: bool | None = None  # the best configuration on all folds, registered; None: with data_dir only
+    register_as: str = "us8k-cnn"  # MLflow registered model name ("" = do not register)
     # Fold racing (orchestration.racing): drop a configuration once its finished folds show it
     # worse than the leader. off | wilcoxon | ttest.
     racing: str = "off"
@@ -115,11 +117,17 @@ class SweepConfig:
         for name in ("train_max_failures", "trial_max_failures"):
             _check(name, getattr(self, name), getattr(self, name) >= 0, "must be >= 0")
         check_search_space(self.search_space, self.search)
+        if self.register_as and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", self.register_as):
+            raise ValueError(f"sweep.register_as must be letters, digits, '.', '_' or '-', got {self.register_as!r}")
         if self.racing not in ("off", "wilcoxon", "ttest"):
             raise ValueError(f"sweep.racing must be off, wilcoxon or ttest, got {self.racing!r}")
         _check("racing_min_folds", self.racing_min_folds,
                isinstance(self.racing_min_folds, int) and self.racing_min_folds >= 2, "must be an integer >= 2")
         _check("racing_alpha", self.racing_alpha, 0 < self.racing_alpha < 1, "must be in (0, 1)")
+
+    @property
+    def refits(self) -> bool:
+        return self.refit if self.refit is not None else self.data_dir is not None
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)

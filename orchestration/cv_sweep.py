@@ -75,6 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--resume", nargs="?", const=True, default=False, metavar="NAME",
                      help="continue an interrupted sweep (the given name, else the latest one)")
     out.add_argument("--no-log-models", action="store_true", help="do not log trained models to MLflow")
+    out.add_argument("--refit", action=argparse.BooleanOptionalAction, default=None,
+                     help="after the CV trials, train the best configuration on all folds and register it "
+                          "(default: on with --data-dir, off for the demo)")
+    out.add_argument("--register-as", metavar="NAME", help="MLflow registered model name (default us8k-cnn; '' = none)")
     out.add_argument("--verbose", action="store_true", help="show the Ray workers' output (TensorFlow, Ray Train)")
     return p
 
@@ -100,6 +104,8 @@ _FLAG_TO_FIELD = {
     "tracking_uri": ("sweep", "tracking_uri"),
     "storage_path": ("sweep", "storage_path"),
     "name": ("sweep", "name"),
+    "refit": ("sweep", "refit"),
+    "register_as": ("sweep", "register_as"),
 }
 
 

@@ -90,8 +90,13 @@ def run_sweep(plan: Plan) -> Outcome:
         if r.raced_out is not None:
             tracker.mark_raced_out(r.config_id, r.raced_out)
     metrics = {**_sweep_metrics(results, wall, sched), **_racing_metrics(plan, results, grid)}
+    refit_line = None
+    if plan.spec.sweep.refits and results and results[0].fold_accuracy:
+        from orchestration.refit import refit_best
+
+        refit_line = refit_best(plan, features_ref, results[0], tracker, data_info).line()
     tracker.finish_sweep(status, metrics, out_dir)
-    report = format_report(results, plan, wall, out_dir, sched)
+    report = format_report(results, plan, wall, out_dir, sched) + (f"\n{refit_line}" if refit_line else "")
     return Outcome(tuple(results), report, status == "FINISHED")
 
 

@@ -132,6 +132,23 @@ class SweepTracker:
         self._config_runs[cfg_id] = run_id
         return run_id
 
+    def refit_run(self, cfg_id: str, params: Mapping[str, Any]) -> str:
+        """A child of the sweep run for the best configuration's refit on every fold."""
+        run_id, created = self._find_or_create(f"refit {cfg_id}", self.sweep_run_id, {TAG_KIND: "refit", TAG_CONFIG: cfg_id})
+        if created:
+            self._log_params(run_id, params)
+        else:
+            self.client.update_run(run_id, status="RUNNING")
+        return run_id
+
+    def log_history(self, run_id: str, history: list[Mapping[str, Any]], final: Mapping[str, Any]) -> None:
+        """Per-epoch metrics as steps, then the final ones, in batches."""
+        now = int(time.time() * 1000)
+        metrics = [Metric(k, float(h[k]), now, int(h["epoch"])) for h in history for k in EPOCH_METRICS if _finite(h.get(k))]
+        metrics += [Metric(k, float(final[k]), now, 0) for k in FINAL_METRICS if _finite(final.get(k))]
+        for start in range(0, len(metrics), 1000):
+            self.client.log_batch(run_id, metrics=metrics[start : start + 1000])
+
     def fold_run(self, cfg_id: str, fold: int, params: Mapping[str, Any]) -> str:
         key = (cfg_id, fold)
         if key in self._fold_runs:
