@@ -24,16 +24,20 @@ from orchestration.tracking import SweepTracker
 from orchestration.train_fold import RunSettings, WorkerResources, train_fold
 from orchestration.trial import trial_train_config
 
+AUDIO_MODEL_TAG = "us8k.audio_model_uri"
+
 
 @dataclass(frozen=True)
 class RefitOutcome:
     run_id: str
     model_uri: str
     registration: Registration | None
+    note: str = ""
 
     def line(self) -> str:
         where = f"refit: MLflow run {self.run_id}, model {self.model_uri}"
-        return where + (f"; {self.registration.message}" if self.registration else "")
+        extra = self.registration.message if self.registration else self.note
+        return where + (f"; {extra}" if extra else "")
 
 
 def refit_best(plan: Plan, features_ref: Any, best: ConfigResult, tracker: SweepTracker, data_info: dict[str, str]) -> RefitOutcome:
@@ -45,6 +49,10 @@ def refit_best(plan: Plan, features_ref: Any, best: ConfigResult, tracker: Sweep
 
     sweep = plan.spec.sweep
     config = trial_train_config(plan.spec.train.to_dict(), best.params)
+    done = tracker.finished_refit(best.config_id)
+    if done is not None:  # a resumed sweep whose refit had finished: not trained or registered again
+        run_id, model_uri = done
+        return RefitOutcome(run_id, model_uri, None, "already done before the resume")
     run_id = tracker.refit_run(best.config_id, config.to_dict())
     print(f"refit: {best.config_id} on all {len(sweep.folds)} folds ({config.epochs} epochs)", flush=True)
     resources = WorkerResources(sweep.workers_per_trial, sweep.cpus_per_worker, plan.gpus_per_worker)
@@ -73,5 +81,6 @@ def refit_best(plan: Plan, features_ref: Any, best: ConfigResult, tracker: Sweep
         }
         registration = register(tracker.client, sweep.register_as, model_uri, run_id, tags)
         tracker.client.set_tag(run_id, "us8k.registered_version", registration.version)
+    tracker.client.set_tag(run_id, AUDIO_MODEL_TAG, model_uri)
     tracker.client.set_terminated(run_id, "FINISHED")
     return RefitOutcome(run_id, model_uri, registration)

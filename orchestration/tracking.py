@@ -141,6 +141,15 @@ class SweepTracker:
             self.client.update_run(run_id, status="RUNNING")
         return run_id
 
+    def finished_refit(self, cfg_id: str) -> tuple[str, str] | None:
+        """(run id, audio model URI) of this sweep's finished refit of ``cfg_id``, if any."""
+        run_id = self._find({TAG_KIND: "refit", TAG_CONFIG: cfg_id})
+        if run_id is None:
+            return None
+        run = self.client.get_run(run_id)
+        uri = run.data.tags.get("us8k.audio_model_uri")
+        return (run_id, uri) if run.info.status == "FINISHED" and uri else None
+
     def log_history(self, run_id: str, history: list[Mapping[str, Any]], final: Mapping[str, Any]) -> None:
         """Per-epoch metrics as steps, then the final ones, in batches."""
         now = int(time.time() * 1000)

@@ -25,7 +25,7 @@ FOLDS = (1, 2)
 PAIRS = 2 * len(FOLDS)  # two configurations
 HANG_GUARD_S = 3600  # only against hangs: never a speed expectation
 # Short clips (1 s of the 4 s log-mel) and one epoch: the sweep's machinery, not its accuracy.
-FAST = ["--epochs", "1", "--set", "features.frames=44", "--set", "train.batch_size=32", "--set", "train.bn_momentum=0.8",
+FAST = ["--epochs", "1", "--no-refit", "--set", "features.frames=44", "--set", "train.batch_size=32", "--set", "train.bn_momentum=0.8",
         "--set", "train.checkpoint_every=1", "--set", "train.learning_rate=3e-3"]
 
 
@@ -236,7 +236,7 @@ def test_racing_drops_a_hopeless_configuration_and_a_resume_keeps_it_out(ray_loc
             "--search-space", '{"learning_rate": [3e-3, 1e-7]}', "--racing", "ttest", "--racing-min-folds", "2",
             "--racing-alpha", "0.25", "--cache-dir", str(tmp_path / "cache"), "--storage-path", str(tmp_path / "ray"),
             "--tracking-uri", mlflow_server, "--experiment", "e2e-racing", "--name", "raced", "--epochs", "2",
-            *FAST[2:]]
+            *FAST[3:], "--refit", "--register-as", "us8k-e2e"]
     assert main(args) == 0
     client = MlflowClient(mlflow_server)
     configs = {r.data.params["learning_rate"]: r for r in _runs(client, "e2e-racing", "raced", "config")}
@@ -257,6 +257,16 @@ def test_racing_drops_a_hopeless_configuration_and_a_resume_keeps_it_out(ray_loc
     ranked = [c["config_id"] for c in results["configurations"]]
     assert ranked[-1] == bad.data.tags[TAG_CONFIG] and results["configurations"][-1]["raced_out"]["after_folds"] == 2
 
-    assert main([*args, "--resume", "raced"]) == 0
+    # The winner was refit on all folds and registered as the champion, with where it came from.
+    (refit,) = _runs(client, "e2e-racing", "raced", "refit")
+    assert refit.data.tags["mlflow.parentRunId"] == sweep.info.run_id and refit.info.status == "FINISHED"
+    version = client.get_model_version_by_alias("us8k-e2e", "champion")
+    assert version.run_id == refit.info.run_id and version.tags["us8k.config_id"] == good.data.tags[TAG_CONFIG]
+    assert float(version.tags["us8k.cv_accuracy_mean"]) == pytest.approx(good.data.metrics["cv_accuracy_mean"], abs=1e-6)
+    assert version.tags["us8k.dataset_fingerprint"] == sweep.data.tags["us8k.dataset_fingerprint"]
+
+    assert main([*args, "--resume", "raced"]) == 0  # the refit is done: not repeated
     after = fold_runs()
     assert sorted(after) == sorted(before) and len(after) == len(set(after))  # nothing resurrected or duplicated
+    assert len(_runs(client, "e2e-racing", "raced", "refit")) == 1
+    assert [v.version for v in client.search_model_versions("name = 'us8k-e2e'")] == ["1"]

@@ -209,7 +209,7 @@ def test_inner_sweep_trials_train_on_the_gpu_node(nodes, extracted, tmp_path):
         # Quoted: unquoted YAML reads off as the boolean False.
         "--set", "train.batch_size=32", "--set", 'train.mixed_precision="off"',
         "--storage-path", str(tmp_path / "ray"), "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db",
-        "--name", "multinode", "--no-log-models",
+        "--name", "multinode", "--no-log-models", "--no-refit",
     ])
     assert code == 0
     assert ray.get_runtime_context().get_node_id() == nodes.head
