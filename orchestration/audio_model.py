@@ -118,7 +118,13 @@ def log_audio_model(run_id: str, keras_model: Any, settings: Mapping[str, Any]) 
     from features.windows import window_seconds
     from orchestration.tracking import _model_requirements
 
+    from mlflow.entities import LoggedModelOutput
+
     hop = window_seconds(FeatureConfig.from_dict(settings["feature_config"])) / 2
+    # pyfunc.log_model has no run_id argument, and `with mlflow.start_run(run_id)` would mark the
+    # run FINISHED on exit, before the caller has written everything: create the LoggedModel
+    # for the run, log into it, and link it as the run's output (the UI's Model column).
+    logged = mlflow.initialize_logged_model(name="audio_model", source_run_id=run_id)
     with tempfile.TemporaryDirectory() as tmp:
         keras_path = Path(tmp) / "model.keras"
         keras_model.save(keras_path, save_format="keras_v3")
@@ -132,6 +138,7 @@ def log_audio_model(run_id: str, keras_model: Any, settings: Mapping[str, Any]) 
             signature=signature(tuple(settings["class_names"]), hop),
             input_example=pd.DataFrame({"audio_base64": [_example_wav()]}),
             pip_requirements=[*_model_requirements(), "soundfile", "soxr", "scipy", "librosa", "scikit-learn", "pandas"],
-            run_id=run_id,
+            model_id=logged.model_id,
         )
+    mlflow.MlflowClient().log_outputs(run_id, [LoggedModelOutput(logged.model_id, step=0)])
     return info.model_uri

@@ -34,7 +34,10 @@ def register(client: MlflowClient, name: str, model_uri: str, run_id: str, tags:
         client.get_registered_model(name)
     except MlflowException:
         client.create_registered_model(name, description="UrbanSound8K classifier: audio in, class probabilities out.")
-    version = client.create_model_version(name, source=model_uri, run_id=run_id, tags=dict(tags)).version
+    # A logged model's URI is models:/<model id>; the registry wants that id alongside it.
+    model_id = model_uri.removeprefix("models:/") if model_uri.startswith("models:/m-") else None
+    created = client.create_model_version(name, source=model_uri, run_id=run_id, tags=dict(tags), model_id=model_id)
+    version = str(created.version)
     mean = float(tags["us8k.cv_accuracy_mean"])
     try:
         current = client.get_model_version_by_alias(name, CHAMPION)

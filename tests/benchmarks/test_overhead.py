@@ -30,12 +30,14 @@ def test_no_finished_trial_gives_no_ratio():
 
 
 @pytest.mark.slow
-def test_smoke_prints_both_rows_with_positive_numbers(ray_local, capsys):
-    code = main(["--trials", "1", "--frames", "24"])
+def test_smoke_prints_the_project_row_with_positive_numbers(ray_local, capsys):
+    # The project pattern only: the stock one costs ~1 min of overhead per trial on a slow
+    # machine, and the same code measures both.
+    code = main(["--trials", "1", "--frames", "24", "--patterns", "project"])
     out = capsys.readouterr().out
     assert code == 0, out
     rows = {m["name"]: m for m in (ROW.match(line) for line in out.splitlines()) if m}
-    assert set(rows) == {"stock", "project"}, out
+    assert set(rows) == {"project"}, out
     for row in rows.values():
         wall, loop = float(row["wall"]), float(row["loop"])
         assert wall > loop > 0, row[0]

@@ -36,16 +36,16 @@ def test_featureset_gives_about_the_requested_training_clips():
     assert not np.array_equal(make_bench_featureset(300, seed=1).features, other)
 
 
-def test_bench_prints_three_rows_with_positive_numbers(ray_local, capsys):
-    code = main(["--epochs", "1", "--warmup", "1", "--samples", "64", "--batch-size", "8"])
+def test_bench_prints_the_plain_and_ray_rows_with_positive_numbers(ray_local, capsys):
+    # One worker count keeps the smoke short; two workers are trained in test_train_fold.py.
+    code = main(["--epochs", "1", "--warmup", "1", "--samples", "64", "--batch-size", "8", "--workers", "1"])
     out = capsys.readouterr().out
     assert code == 0
     rows = [m for m in (ROW.match(line) for line in out.splitlines()) if m]
     names = [m["name"] for m in rows]
-    assert len(rows) == 3, out
+    assert len(rows) == 2, out
     assert names[0].startswith("plain tf_keras fit")
     assert names[1] == "Ray Train 1 worker x 2 CPU"
-    assert names[2] == "Ray Train 2 workers x 1 CPU"
     for m in rows:
         for key in ("rate", "ratio", "wall", "per_epoch"):
             assert float(m[key]) > 0, (key, m[0])

@@ -70,7 +70,7 @@ def test_sweep_logs_the_run_tree_and_agrees_with_tune(ray_local, tiny_dataset_ro
     tags = sweep_run.data.tags
     for key in ("us8k.dataset_fingerprint", "us8k.feature_cache_keys", "us8k.git_commit", "us8k.ray_resources"):
         assert tags.get(key), key
-    assert sweep_run.data.params["sweep.folds"] == "[1, 2, 3]"
+    assert sweep_run.data.params["sweep.folds"] == str(list(FOLDS))
 
     configs = _runs(client, "e2e-tree", "e2e", "config")
     folds = _runs(client, "e2e-tree", "e2e", "fold")
@@ -230,32 +230,37 @@ def test_resume_after_driver_killed_completes_each_pair_once(tiny_dataset_root, 
 @pytest.mark.slow
 def test_racing_drops_a_hopeless_configuration_and_a_resume_keeps_it_out(ray_local, tiny_dataset_root, mlflow_server, tmp_path):
     """Two configurations, one that cannot learn (learning rate 1e-7): the paired t-test drops it
-    after two folds, its third fold never runs, MLflow says why, and --resume changes nothing."""
+    before the last fold, its remaining folds never run, MLflow says why, and --resume changes nothing."""
     folds = (1, 2, 3)
-    args = ["--data-dir", str(tiny_dataset_root), "--folds", "1-3", "--max-concurrent", "1",
+    # alpha 0.5: at 2 folds the one-sided t-test fires as soon as the leader is ahead on both,
+    # so the drop comes before the last fold on any machine (a test of the plumbing, not of alpha).
+    args = ["--data-dir", str(tiny_dataset_root), "--folds", "1-3", "--no-log-models", "--max-concurrent", "1",
             "--search-space", '{"learning_rate": [3e-3, 1e-7]}', "--racing", "ttest", "--racing-min-folds", "2",
-            "--racing-alpha", "0.25", "--cache-dir", str(tmp_path / "cache"), "--storage-path", str(tmp_path / "ray"),
+            "--racing-alpha", "0.5", "--cache-dir", str(tmp_path / "cache"), "--storage-path", str(tmp_path / "ray"),
             "--tracking-uri", mlflow_server, "--experiment", "e2e-racing", "--name", "raced", "--epochs", "2",
             *FAST[3:], "--refit", "--register-as", "us8k-e2e"]
     assert main(args) == 0
     client = MlflowClient(mlflow_server)
     configs = {r.data.params["learning_rate"]: r for r in _runs(client, "e2e-racing", "raced", "config")}
     good, bad = configs["0.003"], configs["1e-07"]
-    assert bad.data.tags["us8k.raced_out"] == "true" and bad.data.tags["us8k.raced_out_after_folds"] == "2"
+    after = int(bad.data.tags["us8k.raced_out_after_folds"])
+    assert bad.data.tags["us8k.raced_out"] == "true" and 2 <= after < len(folds)
     assert bad.data.tags["us8k.raced_out_leader"] == good.data.tags[TAG_CONFIG]
-    assert float(bad.data.tags["us8k.raced_out_p_value"]) < 0.25 and bad.info.status == "KILLED"
+    assert float(bad.data.tags["us8k.raced_out_p_value"]) < 0.5 and bad.info.status == "KILLED"
     assert "us8k.raced_out" not in good.data.tags and good.data.metrics["folds_completed"] == len(folds)
 
     def fold_runs():
         return [(r.data.tags[TAG_CONFIG], int(r.data.tags[TAG_FOLD])) for r in _runs(client, "e2e-racing", "raced", "fold")]
 
     before = fold_runs()
-    assert sorted(f for c, f in before if c == bad.data.tags[TAG_CONFIG]) == [1, 2]  # fold 3: no run at all
+    ran = sorted(f for c, f in before if c == bad.data.tags[TAG_CONFIG])
+    assert ran == list(range(1, after + 1))  # the later folds: no run at all
     (sweep,) = _runs(client, "e2e-racing", "raced", "sweep")
-    assert sweep.data.metrics["trials_run"] == 5 and sweep.data.metrics["trials_full_sweep"] == 6
+    assert sweep.data.metrics["trials_run"] == len(folds) + after
+    assert sweep.data.metrics["trials_full_sweep"] == 2 * len(folds)
     results = json.loads((tmp_path / "ray" / "raced" / "results.json").read_text())
     ranked = [c["config_id"] for c in results["configurations"]]
-    assert ranked[-1] == bad.data.tags[TAG_CONFIG] and results["configurations"][-1]["raced_out"]["after_folds"] == 2
+    assert ranked[-1] == bad.data.tags[TAG_CONFIG] and results["configurations"][-1]["raced_out"]["after_folds"] == after
 
     # The winner was refit on all folds and registered as the champion, with where it came from.
     (refit,) = _runs(client, "e2e-racing", "raced", "refit")
@@ -266,7 +271,7 @@ def test_racing_drops_a_hopeless_configuration_and_a_resume_keeps_it_out(ray_loc
     assert version.tags["us8k.dataset_fingerprint"] == sweep.data.tags["us8k.dataset_fingerprint"]
 
     assert main([*args, "--resume", "raced"]) == 0  # the refit is done: not repeated
-    after = fold_runs()
-    assert sorted(after) == sorted(before) and len(after) == len(set(after))  # nothing resurrected or duplicated
+    again = fold_runs()
+    assert sorted(again) == sorted(before) and len(again) == len(set(again))  # nothing resurrected or duplicated
     assert len(_runs(client, "e2e-racing", "raced", "refit")) == 1
-    assert [v.version for v in client.search_model_versions("name = 'us8k-e2e'")] == ["1"]
+    assert [str(v.version) for v in client.search_model_versions("name = 'us8k-e2e'")] == ["1"]

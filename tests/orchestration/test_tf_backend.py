@@ -12,7 +12,10 @@ from orchestration import tf_backend
 
 
 def test_tf_config_names_every_worker_and_this_one(monkeypatch):
-    monkeypatch.delenv("TF_CONFIG", raising=False)
+    # Set through monkeypatch so both are restored: a TF_CONFIG left in this process would make
+    # later in-process (local mode) runs build a MultiWorkerMirroredStrategy.
+    monkeypatch.setenv("TF_CONFIG", "")
+    monkeypatch.setenv("TF_USE_LEGACY_KERAS", "1")
     tf_backend._set_tf_config(["10.0.0.1:1234", "10.0.0.2:2345"], 1)
     config = json.loads(os.environ["TF_CONFIG"])
     assert config == {"cluster": {"worker": ["10.0.0.1:1234", "10.0.0.2:2345"]}, "task": {"type": "worker", "index": 1}}

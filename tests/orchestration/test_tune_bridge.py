@@ -4,11 +4,16 @@ dropped, and an error raised only after what came before it was relayed."""
 
 from __future__ import annotations
 
+import sys
+
 import pytest
+from ray import cloudpickle
+
+# Tune's trial processes cannot import this test module by name: ship it by value.
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 
 def _trial(config: dict) -> None:
-    # Defined here, so that Ray ships it by value (workers cannot import this test module).
     from orchestration.tune_bridge import fit_with_tune_reports
 
     def fake_fit(callbacks):
