@@ -114,11 +114,11 @@ def _example_wav() -> str:
 
 def log_audio_model(run_id: str, keras_model: Any, settings: Mapping[str, Any]) -> str:
     """Log the pyfunc on ``run_id`` (tracking URI and experiment already set); returns its URI."""
+    from mlflow.entities import LoggedModelOutput
+
     from features.config import FeatureConfig
     from features.windows import window_seconds
     from orchestration.tracking import _model_requirements
-
-    from mlflow.entities import LoggedModelOutput
 
     hop = window_seconds(FeatureConfig.from_dict(settings["feature_config"])) / 2
     # pyfunc.log_model has no run_id argument, and `with mlflow.start_run(run_id)` would mark the
