@@ -28,6 +28,7 @@ from orchestration.config import (
     load_config_file,
 )
 from orchestration.plan import SweepError, preflight
+from orchestration.redact import redact
 from orchestration.tracking import TrackingError
 
 # ---------------------------------------------------------------------------------------------
@@ -143,14 +144,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         spec = spec_from_args(args)
         plan = replace(preflight(spec, args.resume), verbose=args.verbose)
     except (ValueError, SweepError, TrackingError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {redact(str(exc))}", file=sys.stderr)
         return 2
     from orchestration.sweep_runner import run_sweep
 
     try:
         outcome = run_sweep(plan)
     except (SweepError, TrackingError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {redact(str(exc))}", file=sys.stderr)
         return 2
     print(outcome.report)
     return 0 if outcome.all_completed else 1

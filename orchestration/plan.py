@@ -22,6 +22,7 @@ from orchestration.config import (
     plain_params,
     random_configurations,
 )
+from orchestration.redact import SECRET, redact_mapping
 from orchestration.tracking import check_tracking_uri, resolve_tracking_uri
 
 
@@ -146,7 +147,14 @@ def write_stored_spec(plan: Plan) -> None:
     filesystem, root = pyarrow.fs.FileSystem.from_uri(_join(plan.storage_path, plan.name))
     filesystem.create_dir(root, recursive=True)
     with filesystem.open_output_stream(f"{root}/{SPEC_FILE}") as fh:
-        fh.write(json.dumps(plan.spec.to_dict(), indent=1).encode())
+        # Redacted: credentials in a URI are not written down; a resume takes them from its own command.
+        fh.write(json.dumps(redact_mapping(plan.spec.to_dict()), indent=1).encode())
+
+
+def _unredacted(stored: Any, current: Any) -> dict[str, Any]:
+    """URI fields the stored spec holds only redacted: this command's values instead."""
+    fields = ("tracking_uri", "storage_path", "cache_dir", "data_dir")
+    return {f: getattr(current, f) for f in fields if SECRET in str(getattr(stored, f) or "")}
 
 
 def preflight(spec: SweepSpec, resume: bool | str) -> Plan:
@@ -156,7 +164,8 @@ def preflight(spec: SweepSpec, resume: bool | str) -> Plan:
     stored = read_stored_spec(storage_path, name) if resuming else None
     if stored is not None:
         # A resumed sweep continues as it was configured; only where it runs may change.
-        spec = replace(stored, sweep=replace(stored.sweep, address=spec.sweep.address))
+        spec = replace(stored, sweep=replace(stored.sweep, address=spec.sweep.address,
+                                             **_unredacted(stored.sweep, spec.sweep)))
     tracking_uri = resolve_tracking_uri(spec.sweep.tracking_uri)
     check_tracking_uri(tracking_uri)
     if spec.sweep.data_dir is not None and not Path(spec.sweep.data_dir).expanduser().is_dir():

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from model.train_loop import FINAL_KEY
 from orchestration.compare import PairedComparison, compare
+from orchestration.redact import redact, redact_mapping
 from orchestration.trial import REUSED_KEY
 
 if TYPE_CHECKING:
@@ -185,9 +186,9 @@ def format_report(
     lines += [
         f"wall time: {wall_s:.0f} s; results: {out_dir / 'results.csv'} and results.json",
         "compare in the MLflow UI:",
-        f"  mlflow ui --backend-store-uri {plan.tracking_uri}"
+        f"  mlflow ui --backend-store-uri {redact(plan.tracking_uri)}"
         if not plan.tracking_uri.startswith("http")
-        else f"  open {plan.tracking_uri}",
+        else f"  open {redact(plan.tracking_uri)}",
     ]
     return "\n".join(lines)
 
@@ -235,7 +236,7 @@ def write_results(
         "sweep": plan.name,
         "wall_seconds": wall_s,
         "scheduling": {**asdict(sched), "ratio": sched.ratio} if sched is not None else None,
-        "spec": plan.spec.to_dict(),
+        "spec": redact_mapping(plan.spec.to_dict()),
         "configurations": [
             {**asdict(r), "fold_accuracy": {str(k): v for k, v in r.fold_accuracy.items()},
              "cv_accuracy_mean": r.mean, "cv_accuracy_std": r.std, **_vs_best_entry(vs_best, r.config_id)}

@@ -20,6 +20,7 @@ from orchestration.config import optuna_space
 from orchestration.plan import Plan, SweepError, with_cluster, write_stored_spec
 from orchestration.progress import ProgressCallback
 from orchestration.racing import board
+from orchestration.redact import redact, redact_mapping
 from orchestration.results import (
     ConfigResult,
     collect_results,
@@ -109,8 +110,8 @@ def _start_tracking(plan: Plan, data_info: dict[str, str]) -> SweepTracker:
         tracker.config_run(cfg_id, config_label(params), fold_params(plan.spec.train.to_dict(), params), searched)
     print(
         f"sweep {plan.name}: {_describe(plan)}; up to {plan.max_concurrent} trial(s) at once\n"
-        f"MLflow: {plan.tracking_uri} (experiment {plan.spec.sweep.experiment!r}); "
-        f"Ray storage: {plan.storage_path}/{plan.name}",
+        f"MLflow: {redact(plan.tracking_uri)} (experiment {plan.spec.sweep.experiment!r}); "
+        f"Ray storage: {redact(plan.storage_path)}/{plan.name}",
         flush=True,
     )
     return tracker
@@ -225,7 +226,7 @@ def _check_folds_present(index, folds: tuple[int, ...]) -> None:
 
 
 def _sweep_params(plan: Plan) -> dict[str, Any]:
-    return {**plan.spec.to_dict(), "resolved": {"gpus_per_worker": plan.gpus_per_worker, "max_concurrent": plan.max_concurrent}}
+    return {**redact_mapping(plan.spec.to_dict()), "resolved": {"gpus_per_worker": plan.gpus_per_worker, "max_concurrent": plan.max_concurrent}}
 
 
 def _environment_tags(plan: Plan) -> dict[str, str]:
@@ -235,7 +236,7 @@ def _environment_tags(plan: Plan) -> dict[str, str]:
         "us8k.git_commit": _git_commit(),
         "us8k.ray_resources": json.dumps({k: v for k, v in cluster_resources().items() if not k.startswith("node:")}),
         "us8k.ray_nodes": str(len([n for n in ray.nodes() if n["Alive"]])),
-        "us8k.storage": f"{plan.storage_path}/{plan.name}",
+        "us8k.storage": f"{redact(plan.storage_path)}/{plan.name}",
         "us8k.ray_version": ray.__version__,
     }
 
