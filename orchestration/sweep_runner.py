@@ -105,6 +105,7 @@ def _start_tracking(plan: Plan, data_info: dict[str, str]) -> SweepTracker:
     """The sweep's MLflow run (found again on resume) and one run per known configuration."""
     tracker = SweepTracker(plan.tracking_uri, plan.spec.sweep.experiment, plan.name)
     tracker.start_sweep(_sweep_params(plan), {**data_info, **_environment_tags(plan)})
+    tracker.feature_keys = {int(f): k for f, k in (p.split(":") for p in data_info["us8k.feature_cache_keys"].split(",") if p)}
     searched = tuple(plan.spec.sweep.search_space)
     for cfg_id, params in plan.configurations:
         tracker.config_run(cfg_id, config_label(params), fold_params(plan.spec.train.to_dict(), params), searched)

@@ -9,6 +9,7 @@ finds and reuses its runs instead of duplicating them.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import statistics
@@ -31,6 +32,7 @@ TAG_SWEEP = "us8k.sweep_id"
 TAG_KIND = "us8k.kind"
 TAG_CONFIG = "us8k.config_id"
 TAG_FOLD = "us8k.fold"
+EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
 EPOCH_METRICS = ("loss", "accuracy", "val_loss", "val_accuracy", "epoch_seconds", "samples_per_second")
 FINAL_METRICS = FINAL_METRIC_KEYS
 
@@ -82,7 +84,11 @@ class SweepTracker:
         self.sweep_id = sweep_id
         found = self.client.get_experiment_by_name(experiment)
         self.experiment_id = found.experiment_id if found else self.client.create_experiment(experiment)
+        if found is None or found.tags.get(EXPERIMENT_KIND_TAG) is None:
+            # Without it MLflow 3's UI opens the experiment on its GenAI overview, not the runs.
+            self.client.set_experiment_tag(self.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
         self.experiment = experiment
+        self.feature_keys: dict[int, str] = {}  # fold -> feature-cache key (set by the sweep)
         self.sweep_run_id: str | None = None
         self._config_runs: dict[str, str] = {}
         self._fold_runs: dict[tuple[str, int], str] = {}
@@ -168,12 +174,29 @@ class SweepTracker:
         )
         if created:
             self._log_params(run_id, {**params, "test_fold": fold})
+            self._log_datasets(run_id, fold)
         elif self.client.get_run(run_id).info.status != "FINISHED":
             # An attempt interrupted before it finished: its epochs so far stay, new ones follow.
             self.client.update_run(run_id, status="RUNNING")
             self._logged_steps[run_id] = self._last_step(run_id)
         self._fold_runs[key] = run_id
         return run_id
+
+    def _log_datasets(self, run_id: str, test_fold: int) -> None:
+        """The features the fold run trained, validated and was tested on, as MLflow dataset
+        inputs whose digest is the feature-cache key (the UI's Dataset column)."""
+        if not self.feature_keys:
+            return
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        train = sorted(f for f in self.feature_keys if f != test_fold)
+        train_digest = hashlib.sha256(",".join(self.feature_keys[f] for f in train).encode()).hexdigest()[:16]
+        parts = [(f"us8k-features folds {','.join(map(str, train))}", train_digest, "training"),
+                 (f"us8k-features folds {','.join(map(str, train))} (validation recordings)", train_digest, "validation"),
+                 (f"us8k-features fold {test_fold}", self.feature_keys.get(test_fold, ""), "test")]
+        inputs = [DatasetInput(Dataset(name, digest, "us8k-feature-cache", json.dumps({"name": name})),
+                               [InputTag("mlflow.data.context", context)]) for name, digest, context in parts]
+        self.client.log_inputs(run_id, datasets=inputs)
 
     def _last_step(self, run_id: str) -> int:
         history = self.client.get_metric_history(run_id, "loss")

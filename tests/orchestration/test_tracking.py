@@ -128,3 +128,15 @@ def test_a_fold_run_is_finished_once_after_its_model_is_written(store, tmp_path,
 
 def test_flatten_nests_sections_with_dots():
     assert flatten({"a": {"b": 1, "c": {"d": 2}}, "e": {}}) == {"a.b": 1, "a.c.d": 2, "e": {}}
+
+
+def test_the_experiment_opens_on_its_runs_and_fold_runs_name_their_datasets(store):
+    tracker = _tracker(store)
+    assert MlflowClient(store).get_experiment(tracker.experiment_id).tags["mlflow.experimentKind"] == "custom_model_development"
+    tracker.feature_keys = {1: "k1", 2: "k2", 3: "k3"}
+    tracker.config_run("c1", "x", PARAMS, [])
+    run = MlflowClient(store).get_run(tracker.fold_run("c1", 2, PARAMS))
+    by_context = {i.tags[0].value: i.dataset for i in run.inputs.dataset_inputs}
+    assert set(by_context) == {"training", "validation", "test"}
+    assert by_context["test"].digest == "k2" and by_context["test"].name == "us8k-features fold 2"
+    assert by_context["training"].name == "us8k-features folds 1,3"
