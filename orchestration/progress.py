@@ -59,7 +59,7 @@ class ProgressCallback(Callback):
 
     def on_trial_start(self, iteration: int, trials: list, trial, **info) -> None:
         self.running[trial.trial_id] = {"config": trial.config, "epoch": 0, "val": None,
-                                        "since": time.monotonic(), "printed": 0.0}
+                                        "since": time.monotonic(), "printed": None}
         if not self._is_tty():
             self._line(trial, f"started ({len(self.running)} running)")
         self._status()
@@ -72,7 +72,8 @@ class ProgressCallback(Callback):
         now = time.monotonic()
         if self._is_tty():
             self._status()
-        elif now - entry["printed"] >= self.epoch_every_s or entry["epoch"] >= self.epochs:
+        elif (entry["printed"] is None or now - entry["printed"] >= self.epoch_every_s
+              or entry["epoch"] >= self.epochs):
             entry["printed"] = now
             val = f", val accuracy {entry['val']:.3f}" if entry["val"] is not None else ""
             self._line(trial, f"epoch {entry['epoch']}/{self.epochs}{val}")
