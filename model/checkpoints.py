@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import tempfile
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -27,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import ray.train
 
 STATE_FILE = "state.json"
 WEIGHTS_FILE = "weights.npz"
@@ -112,34 +110,9 @@ def staging_directory(prefix: str) -> Path:
     return Path(tempfile.mkdtemp(prefix=prefix))
 
 
-_staged: list[Path] = []  # this worker's last staging directory (see report_checkpoint)
-
-
-def forget_staged() -> None:
-    """A previous run's final checkpoint in this process belongs to its caller: keep it."""
-    _staged.clear()
-
-
-def report_checkpoint(metrics: dict[str, Any], directory: Path) -> None:
-    """``ray.train.report`` with ``directory`` as the checkpoint.
-
-    Ray deletes the staging directory once it is persisted. In Train's local mode nothing is
-    persisted: the directory is the checkpoint, so keep the newest and drop the one before
-    (already gone in distributed mode).
-    """
-    ray.train.report(
-        metrics,
-        checkpoint=ray.train.Checkpoint.from_directory(str(directory)),
-        delete_local_checkpoint_after_upload=True,
-    )
-    while _staged:
-        shutil.rmtree(_staged.pop(), ignore_errors=True)
-    _staged.append(directory)
-
-
-def read_resumed(train_config_dict: dict[str, Any]) -> Resumed | None:
-    """The attempt's starting point from ``ray.train.get_checkpoint()``, or None (fresh start)."""
-    checkpoint = ray.train.get_checkpoint()
+def read_resumed(checkpoint: Any, train_config_dict: dict[str, Any]) -> Resumed | None:
+    """The attempt's starting point from ``checkpoint`` (the session's ``get_checkpoint()``), or
+    None (fresh start)."""
     if checkpoint is None:
         return None
     with checkpoint.as_directory() as tmp:

@@ -1,4 +1,6 @@
-"""Per-worker training function for ``ray.train.tensorflow.TensorflowTrainer`` (Ray Train V2).
+"""Per-worker training function for ``ray.train.tensorflow.TensorflowTrainer`` (Ray Train V2),
+also run directly by a Ray Tune trial that trains in its own process (``session="tune"``,
+``model.session``: the same loop, reporting through ``ray.tune``).
 
 One fold: split (test fold held out, grouped validation from the training folds), normalise
 with training-only statistics, train the CNN under MultiWorkerMirroredStrategy, report every
@@ -12,7 +14,7 @@ metrics. Per epoch: ``EPOCH_METRIC_KEYS``. The final report repeats those keys w
 test_accuracy, test_macro_f1/precision/recall, epochs_trained, resumes (attempts that
 resumed from a checkpoint) and loop_seconds; V2's Result.metrics is that report.
 
-Resuming (``ray.train.get_checkpoint()``) restores weights, optimizer state, best-so-far and
+Resuming (the session's ``get_checkpoint()``) restores weights, optimizer state, best-so-far and
 the epoch counter, and continues with the next epoch. The shuffle order and dropout masks
 after a resume are seeded but not those of an uninterrupted run.
 
@@ -32,8 +34,6 @@ from typing import Any
 
 import numpy as np
 import ray
-import ray.train
-from ray.train.collective import broadcast_from_rank_zero
 
 from features.featureset import FeatureSet
 from features.us8k import CLASS_NAMES
@@ -41,10 +41,11 @@ from model import checkpoints as ckpt
 from model.config import TrainConfig
 from model.data import PreparedFold, prepare_fold
 
-# Test-only failure hook: world rank 1 exits hard at the start of this (1-based) epoch,
-# once: the marker file records that the failure already happened.
+# Test-only failure hook: world rank US8K_FAIL_RANK (default 1) exits hard at the start of
+# this (1-based) epoch, once: the marker file records that the failure already happened.
 ENV_FAIL_AT_EPOCH = "US8K_FAIL_AT_EPOCH"
 ENV_FAIL_MARKER = "US8K_FAIL_MARKER"
+ENV_FAIL_RANK = "US8K_FAIL_RANK"
 
 FINAL_KEY = "final"  # set to 1 on a run's final report
 EPOCH_METRIC_KEYS = (
@@ -82,6 +83,9 @@ class LoopSettings:
     use_gpu: bool = False
     intra_op_threads: int | None = None
     class_names: tuple[str, ...] = CLASS_NAMES
+    # Which runtime the loop reports to (model.session): "train" in a Ray Train worker (or
+    # Train's local mode), "tune" when a Tune trial function runs the loop itself.
+    session: str = "train"
 
     def to_loop_config(self) -> dict[str, Any]:
         return {
@@ -91,11 +95,12 @@ class LoopSettings:
             "use_gpu": bool(self.use_gpu),
             "intra_op_threads": self.intra_op_threads,
             "class_names": list(self.class_names),
+            "session": self.session,
         }
 
     @classmethod
     def from_loop_config(cls, config: Mapping[str, Any]) -> LoopSettings:
-        known = ("features", "test_fold", "train_config", "use_gpu", "intra_op_threads", "class_names")
+        known = ("features", "test_fold", "train_config", "use_gpu", "intra_op_threads", "class_names", "session")
         unknown = sorted(set(config) - set(known))
         missing = sorted({"features", "test_fold", "train_config"} - set(config))
         if unknown or missing:
@@ -116,10 +121,11 @@ def make_loop_config(
     use_gpu: bool = False,
     intra_op_threads: int | None = None,
     class_names: tuple[str, ...] = CLASS_NAMES,
+    session: str = "train",
 ) -> dict[str, Any]:
     """The ``train_loop_config`` dict: ``features`` is an ObjectRef to a FeatureSet (or one)."""
     return LoopSettings(
-        features, test_fold, train_config, use_gpu, intra_op_threads, tuple(class_names)
+        features, test_fold, train_config, use_gpu, intra_op_threads, tuple(class_names), session
     ).to_loop_config()
 
 
@@ -132,8 +138,15 @@ class Attempt:
     model: Any
     state: ckpt.TrainState
     best_weights: list[np.ndarray] | None
-    rank: int
-    world_size: int
+    session: Any  # model.session.TrainSession | TuneSession
+
+    @property
+    def rank(self) -> int:
+        return self.session.rank
+
+    @property
+    def world_size(self) -> int:
+        return self.session.world_size
 
     @property
     def config(self) -> TrainConfig:
@@ -172,16 +185,18 @@ class PhaseTimer:
 
 def train_loop_per_worker(config: dict[str, Any]) -> None:
     """Ray Train entry point; every worker runs it with the same ``config``."""
+    from model.session import forget_staged, open_session
+
     timer = PhaseTimer()
-    ckpt.forget_staged()
+    forget_staged()
     settings = LoopSettings.from_loop_config(config)
+    session = open_session(settings.session)
     tf, keras = _import_tensorflow(settings.intra_op_threads, settings.train_config)
     strategy = _make_strategy(tf)
     timer.mark("tensorflow_and_strategy")
 
-    context = ray.train.get_context()
     fold = prepare_fold(_resolve_features(settings.features), settings.test_fold, settings.train_config)
-    resumed = ckpt.read_resumed(settings.train_config.to_dict())
+    resumed = ckpt.read_resumed(session.get_checkpoint(), settings.train_config.to_dict())
     loss_scale = resumed.loss_scale if resumed else None
     model = _build_model(strategy, fold, settings, loss_scale)
     if resumed is not None:
@@ -192,8 +207,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         model,
         resumed.state if resumed else ckpt.TrainState(),
         resumed.best_weights if resumed else None,
-        context.get_world_rank(),
-        context.get_world_size(),
+        session,
     )
     attempt.state.attempt_start_epochs.append(attempt.state.epoch)
     timer.mark("data_model_restore")
@@ -241,7 +255,10 @@ def _import_tensorflow(intra_op_threads: int | None, train_config: TrainConfig):
             tf.config.threading.set_intra_op_parallelism_threads(int(intra_op_threads))
             tf.config.threading.set_inter_op_parallelism_threads(max(2, int(intra_op_threads)))
         except RuntimeError:
-            pass  # TF already initialised in this process (Train local mode): keep its pools
+            pass  # TF already initialised in this process (an earlier run here): keep its pools
+    # A process that trains one run after another (a reused Tune trial process, Train's local
+    # mode) starts each from a clean Keras state and frees the previous run's model.
+    keras.backend.clear_session()
     keras.utils.set_random_seed(train_config.seed)
     if train_config.deterministic:
         tf.config.experimental.enable_op_determinism()
@@ -353,7 +370,7 @@ class _EpochReporter:
             epoch_seconds=elapsed,
             samples_per_second=self.samples_per_epoch / train_seconds if train_seconds > 0 else 0.0,
         )
-        metrics = broadcast_from_rank_zero(local)
+        metrics = self.attempt.session.broadcast(local)
         state, config = self.attempt.state, self.attempt.config
         self._update_best(metrics)
         metrics["best_epoch"] = state.best_epoch
@@ -366,7 +383,7 @@ class _EpochReporter:
         if improved or periodic or last:
             _report_with_checkpoint(self.attempt, metrics)
         else:
-            ray.train.report(metrics)
+            self.attempt.session.report(metrics)
         if state.stopped_early:
             self.attempt.model.stop_training = True
 
@@ -386,9 +403,10 @@ class _EpochReporter:
 def _maybe_fail(epoch: int, rank: int) -> None:
     fail_at = os.environ.get(ENV_FAIL_AT_EPOCH)
     marker = os.environ.get(ENV_FAIL_MARKER)
-    if rank != 1 or not fail_at or not marker or int(fail_at) != epoch or os.path.exists(marker):
+    fail_rank = int(os.environ.get(ENV_FAIL_RANK, "1"))
+    if rank != fail_rank or not fail_at or not marker or int(fail_at) != epoch or os.path.exists(marker):
         return
-    Path(marker).write_text(f"rank 1 exited at the start of epoch {epoch}\n")
+    Path(marker).write_text(f"rank {rank} exited at the start of epoch {epoch}\n")
     os._exit(1)
 
 
@@ -398,12 +416,12 @@ def _report_with_checkpoint(attempt: Attempt, metrics: dict[str, Any]) -> None:
     weights = attempt.model.get_weights()
     optimizer = ckpt.optimizer_values(attempt.model.optimizer)
     if attempt.rank != 0:
-        ray.train.report(metrics)
+        attempt.session.report(metrics)
         return
     directory = ckpt.staging_directory("us8k_ckpt_")
     arrays = {ckpt.WEIGHTS_FILE: weights, ckpt.OPTIMIZER_FILE: optimizer, ckpt.BEST_WEIGHTS_FILE: attempt.best_weights}
     ckpt.write_checkpoint(directory, attempt.state, arrays, attempt.extras())
-    ckpt.report_checkpoint(metrics, directory)
+    attempt.session.report(metrics, directory)
 
 
 # --------------------------------------------------------------------------- final evaluation
@@ -423,7 +441,7 @@ def _finish(attempt: Attempt, timer: PhaseTimer) -> None:
     optimizer = ckpt.optimizer_values(attempt.model.optimizer)
     weights = attempt.best_weights if attempt.best_weights is not None else current
     if attempt.rank != 0:
-        ray.train.report({"epoch": attempt.state.epoch})
+        attempt.session.report({"epoch": attempt.state.epoch})
         return
     settings, fold, state = attempt.settings, attempt.fold, attempt.state
     local = compile_model(build_cnn(fold.input_shape, len(settings.class_names), attempt.config), attempt.config)
@@ -439,7 +457,7 @@ def _finish(attempt: Attempt, timer: PhaseTimer) -> None:
     summary = _summary(attempt, float(test_loss), report, timer)
     (directory / ckpt.REPORT_FILE).write_text(json.dumps(summary, indent=1))
     local.save(directory / ckpt.MODEL_FILE)
-    ckpt.report_checkpoint(_final_metrics(state, float(test_loss), report, timer), directory)
+    attempt.session.report(_final_metrics(state, float(test_loss), report, timer), directory)
 
 
 def _summary(attempt: Attempt, test_loss: float, report: dict[str, Any] | None, timer: PhaseTimer) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from ray.tune import Callback
 from model.train_loop import FINAL_KEY
 from orchestration.tracking import SweepTracker
 from orchestration.trial import REUSED_KEY
+from orchestration.tune_bridge import CHECKPOINT_PATH_KEY
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +94,7 @@ class MLflowSweepCallback(Callback):
     def on_step_begin(self, iteration: int, trials: list, **info) -> None:
         if not self._reconciled:
             self._reconciled = True
-            finished = [(dict(t.config), dict(t.last_result)) for t in trials
+            finished = [(dict(t.config), final_result(t)) for t in trials
                         if t.status == "TERMINATED" and (t.last_result or {}).get(FINAL_KEY)]
             if finished:
                 self._submit("reconcile", self._reconcile, finished)
@@ -107,7 +108,7 @@ class MLflowSweepCallback(Callback):
         self._submit("epoch", self._log_epoch, dict(trial.config), dict(result))
 
     def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
-        result = dict(trial.last_result or {})
+        result = final_result(trial)
         if not result.get(REUSED_KEY):
             self._submit("fold result", self._finish, dict(trial.config), result)
 
@@ -154,7 +155,7 @@ class MLflowSweepCallback(Callback):
 
     def _log_final(self, run_id: str, config: Mapping[str, Any], result: Mapping[str, Any]) -> None:
         title = f"{config['config_id']} fold {config['fold']}"
-        checkpoint_path = result.get("checkpoint_path")
+        checkpoint_path = result.get(CHECKPOINT_PATH_KEY)
         if not checkpoint_path:
             self.tracker.finish_fold(run_id, result, None, None, title)
             return
@@ -165,6 +166,17 @@ class MLflowSweepCallback(Callback):
             self.tracker.finish_fold(
                 run_id, result, load_report(local), local if self.log_models else None, title
             )
+
+
+def final_result(trial) -> dict[str, Any]:
+    """The trial's last result, with its final checkpoint's path: a worker-group trial relays
+    it in the result (``checkpoint_path``), a trial that trained in its own process reported
+    the checkpoint to Tune, which keeps it as ``trial.checkpoint``."""
+    result = dict(trial.last_result or {})
+    checkpoint = getattr(trial, "checkpoint", None)
+    if result.get(FINAL_KEY) and not result.get(CHECKPOINT_PATH_KEY) and checkpoint is not None:
+        result[CHECKPOINT_PATH_KEY] = checkpoint.path
+    return result
 
 
 def _download_checkpoint(path: str, storage_path: str, into: Path) -> str:

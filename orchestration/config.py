@@ -92,6 +92,11 @@ class SweepConfig:
     demo_shrink: bool = True  # without data_dir: apply DEMO_SHRINK (False: the reference sizes)
     refit: bool | None = None  # the best configuration on all folds, registered; None: with data_dir only
     register_as: str = "us8k-cnn"  # MLflow registered model name ("" = do not register)
+    # Where a trial's training loop runs (orchestration.trial): "worker-group" (a Ray Train
+    # worker group per trial: any number of workers), "in-trial" (the Tune trial process runs
+    # the loop itself: no per-trial process start-ups; one worker), "auto" (in-trial for
+    # 1-worker CPU trials, worker-group otherwise).
+    trial_process: str = "auto"
     # Fold racing (orchestration.racing): drop a configuration once its finished folds show it
     # worse than the leader. off | wilcoxon | ttest.
     racing: str = "off"
@@ -119,6 +124,11 @@ class SweepConfig:
         check_search_space(self.search_space, self.search)
         if self.register_as and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", self.register_as):
             raise ValueError(f"sweep.register_as must be letters, digits, '.', '_' or '-', got {self.register_as!r}")
+        if self.trial_process not in ("auto", "worker-group", "in-trial"):
+            raise ValueError(f"sweep.trial_process must be auto, worker-group or in-trial, got {self.trial_process!r}")
+        if self.trial_process == "in-trial" and self.workers_per_trial != 1:
+            raise ValueError("sweep.trial_process in-trial runs one worker per trial; use worker-group for "
+                             f"workers_per_trial={self.workers_per_trial}")
         if self.racing not in ("off", "wilcoxon", "ttest"):
             raise ValueError(f"sweep.racing must be off, wilcoxon or ttest, got {self.racing!r}")
         _check("racing_min_folds", self.racing_min_folds,

@@ -67,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     res.add_argument("--cpus-per-worker", type=float,
                      help="CPUs per Train worker (default 1; TensorFlow gets that many threads, rounded)")
     res.add_argument("--gpus-per-worker", type=float, help="GPUs per Train worker (default: 1 if the cluster has GPUs)")
+    res.add_argument("--trial-process", choices=["auto", "worker-group", "in-trial"],
+                     help="where each trial trains: a Ray Train worker group, or in the Tune trial process "
+                          "itself (one worker); auto (default): in-trial for 1-worker CPU trials")
     res.add_argument("--address", help="Ray cluster address (default: ray.init()'s own: RAY_ADDRESS or local)")
     out = p.add_argument_group("tracking and storage")
     out.add_argument("--experiment", help="MLflow experiment name (default us8k-cv)")
@@ -101,6 +104,7 @@ _FLAG_TO_FIELD = {
     "cpus_per_worker": ("sweep", "cpus_per_worker"),
     "gpus_per_worker": ("sweep", "gpus_per_worker"),
     "address": ("sweep", "address"),
+    "trial_process": ("sweep", "trial_process"),
     "experiment": ("sweep", "experiment"),
     "tracking_uri": ("sweep", "tracking_uri"),
     "storage_path": ("sweep", "storage_path"),

@@ -33,7 +33,6 @@ from orchestration.results import (
 from orchestration.search import RacingScheduler
 from orchestration.tracking import SweepTracker
 from orchestration.trial import (
-    TRIAL_DRIVER_CPU,
     TrialSettings,
     pair_key,
     run_fold_trial,
@@ -267,7 +266,9 @@ def _describe(plan: Plan) -> str:
     return (
         f"{configs} configuration(s) x {len(sweep.folds)} fold(s) ({sweep.search} search), "
         f"{plan.spec.train.epochs} epoch(s) max, {sweep.workers_per_trial} worker(s)/trial "
-        f"x ({sweep.cpus_per_worker:g} CPU{gpu})" + (" [resumed]" if plan.resume else "")
+        f"x ({sweep.cpus_per_worker:g} CPU{gpu}), "
+        + ("trained in the trial process" if in_trial(plan) else "a Ray Train worker group per trial")
+        + (" [resumed]" if plan.resume else "")
     )
 
 
@@ -300,14 +301,24 @@ def _settings(plan: Plan, tracker: SweepTracker) -> TrialSettings:
         sweep_name=plan.name,
         train_max_failures=plan.spec.sweep.train_max_failures,
         finished=finished,
+        in_trial=in_trial(plan),
     )
+
+
+def in_trial(plan: Plan) -> bool:
+    """Whether trials train in their own process (see SweepConfig.trial_process): auto means
+    yes for 1-worker CPU trials; GPU and multi-worker trials get a Ray Train worker group."""
+    sweep = plan.spec.sweep
+    if sweep.trial_process != "auto":
+        return sweep.trial_process == "in-trial"
+    return sweep.workers_per_trial == 1 and plan.gpus_per_worker == 0
 
 
 def _trainable(features_ref, settings: TrialSettings):
     from ray import tune
 
     fn = tune.with_parameters(run_fold_trial, features=features_ref, settings=settings)
-    return tune.with_resources(fn, {"CPU": TRIAL_DRIVER_CPU})
+    return tune.with_resources(fn, settings.trial_resources())
 
 
 def _param_space(plan: Plan) -> dict[str, Any]:
@@ -373,6 +384,9 @@ def _tuner(plan: Plan, features_ref, callback: MLflowSweepCallback, settings: Tr
             storage_path=plan.storage_path,
             callbacks=[callback, ProgressCallback(_total_trials(plan), plan.spec.train.epochs, len(sweep.folds))],
             failure_config=tune.FailureConfig(max_failures=sweep.trial_max_failures),
+            # Trials that train in their own process report checkpoints to Tune: keep the last
+            # two per trial (the newest is the final one, with the model).
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
             verbose=1 if plan.verbose else 0,  # Tune's own tables only with --verbose
         ),
     )
