@@ -325,3 +325,36 @@ def _envelope(magnitude: np.ndarray, sr: int, preset: CompandPreset) -> np.ndarr
         volume += (m - volume) * (attack if m > volume else decay)
         out[i] = volume
     return out
+
+
+def augment_clip(
+    source: Any,
+    feature_config: Any,
+    config: AugmentConfig,
+    clip_key: str,
+    partners: dict[str, Any] | None = None,
+) -> tuple[list[str], np.ndarray]:
+    """Decode one clip and compute the features of each of its variants.
+
+    ``source``: path or bytes; ``partners``: variant name -> the background clip's path or
+    bytes (noise_source ``clips``). Returns the variant names and a (variants, rows, frames)
+    array in ``config.storage`` dtype. Raises ``features.logmel.AudioDecodeError`` (the clip or
+    a partner cannot be decoded) or ValueError.
+    """
+    from features.logmel import AudioDecodeError, features_from_signal, load_audio
+
+    sr = feature_config.sample_rate
+    y = load_audio(source, sr)
+    names, rows = [], []
+    for variant in clip_variants(config, clip_key):
+        noise = None
+        if variant.kind == "bg" and config.noise_source == "clips":
+            partner = (partners or {}).get(variant.name)
+            try:
+                noise = load_audio(partner, sr) if partner is not None else None
+            except AudioDecodeError as exc:
+                raise AudioDecodeError(f"background clip for {variant.name}: {exc.reason}") from None
+        out = apply_variant(y, sr, variant, config, clip_key, noise)
+        rows.append(features_from_signal(out, feature_config))
+        names.append(variant.name)
+    return names, np.stack(rows).astype(config.storage)
