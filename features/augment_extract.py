@@ -186,6 +186,7 @@ def _job(rows, config: FeatureConfig, augment: AugmentConfig) -> BatchJob:
         extra=extra,
         desc="augmenting",
         make_tracker=functools.partial(_AugTracker, plan=plan, augment=augment),
+        min_batch=1,  # a clip is ~a CPU-second of work: even a few clips are spread over every CPU
         max_batch=MAX_BATCH,
     )
 

@@ -228,10 +228,12 @@ class BatchJob:
     extra: Callable[[int, str], tuple] | None = None
     desc: str = "extracting"
     make_tracker: Callable[..., Any] | None = None
+    min_batch: int = 8
     max_batch: int = 128
 
     def batch_size(self, n: int, cpus: int) -> int:
-        return min(auto_batch_size(n, cpus), self.max_batch)
+        """About two batches per CPU, within [min_batch, max_batch] (``auto_batch_size``)."""
+        return int(np.clip(-(-n // (2 * cpus)), self.min_batch, self.max_batch))
 
     def tracker(self, rows, folds, shape, on_fold_done):
         return (self.make_tracker or _FoldTracker)(rows, folds, shape, on_fold_done)
