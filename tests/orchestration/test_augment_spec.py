@@ -72,3 +72,24 @@ def test_params_and_dataset_digests_cover_the_augmentation(tmp_path):
     before, after = digests(plain), digests(augmented)
     assert after["training"][1] != before["training"][1] and after["training"][0].endswith("+ augmented")
     assert after["validation"] == before["validation"] and after["test"] == before["test"]
+
+
+def test_the_sweep_driver_adds_augmented_rows_only_when_configured(ray_local, tiny_dataset, tmp_path, capsys):
+    from types import SimpleNamespace
+
+    from features.dataset import load_dataset
+    from features.extract import extract_features
+    from orchestration.sweep_runner import _augmented
+
+    index = load_dataset(tiny_dataset.root, folds=(7,))
+    base = extract_features(index, _spec().features, tmp_path, progress=False).featureset
+    plain, info = _augmented(SimpleNamespace(spec=_spec()), index, base, tmp_path)
+    assert plain is base and info == {}  # default: nothing computed, nothing tagged
+    spec = _spec("--set", "augment.drc=[speech]")
+    first, info = _augmented(SimpleNamespace(spec=spec), index, base, tmp_path)
+    assert len(first.augmented) == len(base) and info["us8k.augmented_rows"] == str(len(base))
+    assert info["us8k.augment_digest"] == spec.augment.digest()
+    capsys.readouterr()
+    again, info_again = _augmented(SimpleNamespace(spec=spec), index, base, tmp_path)
+    assert "loaded from cache" in capsys.readouterr().out and info_again == info
+    assert (again.augmented.features == first.augmented.features).all()
