@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -186,10 +186,12 @@ def _run_ray_extraction(
     folds: Sequence[int],
     on_fold_done: Callable[[int, FeatureSet, list[Failure], float], None],
     options: dict,
+    job: BatchJob | None = None,
 ) -> set[str]:
     """Run the batches; returns the ids of the nodes that ran them.
 
     ``options``: batch_size, transport, progress, max_bytes_in_flight (None = automatic).
+    ``job``: what each batch task does (default: base feature extraction).
     """
     import ray
 
@@ -199,34 +201,60 @@ def _run_ray_extraction(
     # Fold by fold (the real CSV interleaves folds): each fold is complete, and written to the
     # cache, while later folds are still being extracted, instead of all ten at the very end.
     rows = rows.sort_values("fold", kind="stable").reset_index(drop=True)
+    job = job or BatchJob(_remote_batch_task(), config.to_dict())
     run = _Run(
         config,
         cpus,
         _auto_transport() if options["transport"] == "auto" else options["transport"],
-        options["batch_size"] or auto_batch_size(len(rows), cpus),
+        options["batch_size"] or job.batch_size(len(rows), cpus),
         options["max_bytes_in_flight"] or bytes_budget(cpus),
         options["progress"],
     )
-    tracker = _FoldTracker(rows, folds, config.shape, on_fold_done)
-    return _drive_batches(rows["path"].tolist(), run, tracker)
+    tracker = job.tracker(rows, folds, config.shape, on_fold_done)
+    return _drive_batches(rows["path"].tolist(), run, tracker, job)
 
 
-def _drive_batches(paths: list[str], run: _Run, tracker: _FoldTracker) -> set[str]:
+@dataclass(frozen=True)
+class BatchJob:
+    """What the batch tasks of a run compute.
+
+    ``remote(items, payload)`` returns (item ids, per-item arrays, failures, node id); items
+    are ``(id, path-or-bytes, *extra(id, transport))``; ``payload`` is put in the object store
+    once per run. ``make_tracker`` builds the per-fold collector (default ``_FoldTracker``).
+    """
+
+    remote: Any
+    payload: Any
+    extra: Callable[[int, str], tuple] | None = None
+    desc: str = "extracting"
+    make_tracker: Callable[..., Any] | None = None
+    min_batch: int = 8
+    max_batch: int = 128
+
+    def batch_size(self, n: int, cpus: int) -> int:
+        """About two batches per CPU, within [min_batch, max_batch] (``auto_batch_size``)."""
+        return int(np.clip(-(-n // (2 * cpus)), self.min_batch, self.max_batch))
+
+    def tracker(self, rows, folds, shape, on_fold_done):
+        return (self.make_tracker or _FoldTracker)(rows, folds, shape, on_fold_done)
+
+
+def _drive_batches(paths: list[str], run: _Run, tracker: _FoldTracker, job: BatchJob) -> set[str]:
     """Keep about two batches per CPU in flight within the byte budget; isolate crashing clips."""
     import ray
 
-    remote = _remote_batch_task()
-    config_ref = ray.put(run.config.to_dict())
+    payload_ref = ray.put(job.payload)
     pending: dict = {}  # object ref -> (row ids, audio bytes shipped)
 
     def submit(ids: list[int], **task_options) -> None:
-        items = [(i, _read_bytes(paths[i]) if run.transport == "bytes" else paths[i]) for i in ids]
-        shipped = sum(len(source) for _, source in items if isinstance(source, bytes))
-        pending[remote.options(**task_options).remote(items, config_ref)] = (ids, shipped)
+        items = [(i, _read_bytes(paths[i]) if run.transport == "bytes" else paths[i],
+                  *(job.extra(i, run.transport) if job.extra else ())) for i in ids]
+        shipped = sum(_shipped_bytes(item[1:]) for item in items)
+        pending[job.remote.options(**task_options).remote(items, payload_ref)] = (ids, shipped)
 
     queue = [list(range(start, min(start + run.batch_size, len(paths))))
              for start in range(0, len(paths), run.batch_size)][::-1]
-    bar = _progress_bar(len(paths), run.progress)
+    bar = _progress_bar(len(paths), run.progress, job.desc)
     nodes: set[str] = set()
     while queue or pending:
         while queue and may_submit(len(pending), sum(b for _, b in pending.values()), run.cpus, run.max_bytes_in_flight):
@@ -246,6 +274,17 @@ def _drive_batches(paths: list[str], run: _Run, tracker: _FoldTracker) -> set[st
         bar.update(len(ids))
     bar.close()
     return nodes
+
+
+def _shipped_bytes(value: Any) -> int:
+    """Audio bytes inside an item's fields (clip bytes, and partner clips' bytes nested in dicts)."""
+    if isinstance(value, bytes):
+        return len(value)
+    if isinstance(value, dict):
+        return sum(_shipped_bytes(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return sum(_shipped_bytes(v) for v in value)
+    return 0
 
 
 def may_submit(pending: int, pending_bytes: int, cpus: int, max_bytes: int) -> bool:
@@ -312,10 +351,10 @@ def _crash_reason(exc: BaseException) -> str:
     return f"worker crashed while decoding this clip ({type(exc).__name__}: {text[0] if text else ''})"
 
 
-def _progress_bar(total: int, enabled: bool):
+def _progress_bar(total: int, enabled: bool, desc: str = "extracting"):
     from tqdm import tqdm
 
-    return tqdm(total=total, unit="clip", desc="extracting", disable=not enabled, file=sys.stderr)
+    return tqdm(total=total, unit="clip", desc=desc, disable=not enabled, file=sys.stderr)
 
 
 class _FoldTracker:

@@ -118,7 +118,27 @@ def features_from_signal(y: np.ndarray, config: FeatureConfig) -> np.ndarray:
     else:
         db = _power_to_db(mel_power)
         feats = db / max(float(np.abs(db).max()), np.finfo(np.float32).tiny)
+    if config.deltas:
+        feats = stack_deltas(feats, config.deltas)
     return fit_frames(feats.astype(np.float32, copy=False), config.frames)
+
+
+def stack_deltas(feats: np.ndarray, deltas: int) -> np.ndarray:
+    """(bands, frames) -> ((1 + deltas) * bands, frames): the features, then
+    ``librosa.feature.delta`` of order 1 (and 2), computed on the clip's own frames (before
+    padding, so the zero padding makes no edge). Window: 9 frames, fewer for shorter clips
+    (the largest odd number that fits); clips under 3 frames get zero deltas."""
+    import librosa
+
+    have = feats.shape[1]
+    width = min(9, have if have % 2 else have - 1)
+    blocks = [feats]
+    for order in range(1, deltas + 1):
+        if width < 3:
+            blocks.append(np.zeros_like(feats))
+        else:
+            blocks.append(librosa.feature.delta(feats, width=width, order=order, axis=-1).astype(feats.dtype))
+    return np.concatenate(blocks, axis=0)
 
 
 def extract_clip(source: AudioSource, config: FeatureConfig) -> np.ndarray:

@@ -5,11 +5,19 @@ Validation is carved out of the *training* folds by recording (fsID), so clips o
 recording never sit on both sides, and normalisation statistics come from training rows
 only. Nothing here reads the test fold's features or fsIDs, so changing them cannot change
 the split or the statistics.
+
+Augmented rows (``FeatureSet.augmented``, variants made offline by ``features.augment``) are
+training rows only: the split is made on the original clips alone, exactly as without
+augmentation, and a variant joins a trial's training rows only when its source clip, and the
+clip mixed into it as background noise if any, are training clips of that trial. No variant of
+a validation or test clip ever enters training, validation or test; validation and test are
+original clips; the normaliser is fitted on the original training rows only, so augmented
+rows cannot move it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -23,11 +31,13 @@ _CHUNK_ROWS = 1024
 
 @dataclass(frozen=True)
 class FoldSplit:
-    """Row indices into the FeatureSet, each sorted ascending."""
+    """Row indices into the FeatureSet, each sorted ascending; ``train_augmented`` indexes
+    ``FeatureSet.augmented`` (the variants that may join training)."""
 
     train: np.ndarray
     val: np.ndarray
     test: np.ndarray
+    train_augmented: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
 
 def split_fold(featureset: FeatureSet, test_fold: int | None, val_fraction: float, seed: int) -> FoldSplit:
@@ -60,7 +70,26 @@ def split_fold(featureset: FeatureSet, test_fold: int | None, val_fraction: floa
             f"split_fold: validation is empty for test fold {test_fold} (val_fraction={val_fraction}); "
             "every class has a single recording or recordings too large for the fraction"
         )
-    return FoldSplit(train=pool[~in_val], val=pool[in_val], test=test)
+    train = pool[~in_val]
+    return FoldSplit(train=train, val=pool[in_val], test=test,
+                     train_augmented=augmented_training_rows(featureset, train))
+
+
+def augmented_training_rows(featureset: FeatureSet, train: np.ndarray) -> np.ndarray:
+    """Indices of the augmented rows whose source clip, and background-noise clip if any, are
+    among the original rows ``train``: the only variants a trial may train on."""
+    augmented = featureset.augmented
+    if augmented is None or len(augmented) == 0:
+        return np.zeros(0, np.int64)
+    names = np.asarray(featureset.file_names)
+    if len(np.unique(names)) != len(names):
+        raise ValueError("split_fold: file names of the original clips are not unique; augmented rows "
+                         "are matched to their source clips by file name")
+    allowed = names[train]
+    ok = np.isin(augmented.file_names, allowed)
+    mixed = np.asarray(augmented.mixed_with)
+    ok &= (mixed == "") | np.isin(mixed, allowed)
+    return np.flatnonzero(ok)
 
 
 def _grouped_val_mask(
@@ -150,9 +179,19 @@ def apply_normaliser(features: np.ndarray, normaliser: Normaliser) -> np.ndarray
     return (x - normaliser.mean[None, :, None]) / normaliser.std[None, :, None]
 
 
-def as_model_input(features: np.ndarray) -> np.ndarray:
-    """(N, bands, frames) -> (N, bands, frames, 1): the CNN's single input channel."""
-    return np.asarray(features, dtype=np.float32)[..., np.newaxis]
+def as_model_input(features: np.ndarray, channels: int = 1, dtype: Any = np.float32) -> np.ndarray:
+    """(N, channels x bands, frames) -> (N, bands, frames, channels): the CNN's input.
+
+    Delta features (``FeatureConfig.deltas``) are stored as ``channels`` blocks of rows; here
+    they become input channels, in order (features, delta, delta-delta).
+    """
+    x = np.asarray(features, dtype=dtype)
+    if channels == 1:
+        return x[..., np.newaxis]
+    n, rows, frames = x.shape
+    if rows % channels:
+        raise ValueError(f"as_model_input: {rows} rows per clip cannot be {channels} channels")
+    return np.ascontiguousarray(x.reshape(n, channels, rows // channels, frames).transpose(0, 2, 3, 1))
 
 
 @dataclass(frozen=True)
@@ -172,23 +211,49 @@ class PreparedFold:
 
 
 def prepare_fold(featureset: FeatureSet, test_fold: int | None, config: TrainConfig) -> PreparedFold:
-    """Split, fit the normaliser on the training rows only, and build the model inputs."""
+    """Split, fit the normaliser on the original training rows only, and build the model inputs.
+
+    With augmented rows, ``x_train`` is the original training rows followed by the variants
+    allowed in training (``FoldSplit.train_augmented``), built chunk by chunk in the augmented
+    rows' storage dtype (float16 by default: half the memory; the input pipeline casts each
+    batch to float32), so no float32 copy of all augmented rows is ever made.
+    """
     split = split_fold(featureset, test_fold, config.val_fraction, config.seed)
     bands = featureset.features.shape[1]
     train_features = featureset.features[split.train]
     normaliser = fit_normaliser(train_features) if config.normalise else Normaliser.identity(bands)
+    channels = featureset.channels
 
     def inputs(rows: np.ndarray) -> np.ndarray:
-        return as_model_input(apply_normaliser(featureset.features[rows], normaliser))
+        return as_model_input(apply_normaliser(featureset.features[rows], normaliser), channels)
 
     labels = np.asarray(featureset.labels, dtype=np.int32)
+    x_train, y_train = inputs(split.train), labels[split.train]
+    if len(split.train_augmented):
+        augmented = featureset.augmented
+        x_train = _stack_inputs(x_train, augmented.features, split.train_augmented, normaliser, channels)
+        y_train = np.concatenate([y_train, np.asarray(augmented.labels, np.int32)[split.train_augmented]])
     return PreparedFold(
         split=split,
         normaliser=normaliser,
-        x_train=inputs(split.train),
-        y_train=labels[split.train],
+        x_train=x_train,
+        y_train=y_train,
         x_val=inputs(split.val),
         y_val=labels[split.val],
         x_test=inputs(split.test),
         y_test=labels[split.test],
     )
+
+
+def _stack_inputs(
+    originals: np.ndarray, features: np.ndarray, rows: np.ndarray, normaliser: Normaliser, channels: int
+) -> np.ndarray:
+    """``originals`` then the normalised ``features[rows]``, in ``features``' dtype, chunk by chunk."""
+    dtype = features.dtype if features.dtype == np.float16 else np.float32
+    out = np.empty((len(originals) + len(rows), *originals.shape[1:]), dtype)
+    out[: len(originals)] = originals
+    for start in range(0, len(rows), _CHUNK_ROWS):
+        chunk = rows[start : start + _CHUNK_ROWS]
+        at = len(originals) + start
+        out[at : at + len(chunk)] = as_model_input(apply_normaliser(features[chunk], normaliser), channels)
+    return out

@@ -82,11 +82,16 @@ class AudioClassifier:
         return ClipPrediction(mean.astype(np.float32), tuple(windows))
 
     def _predict(self, batch: list[tuple[float, float, np.ndarray]]) -> list[WindowPrediction]:
-        x = as_model_input(apply_normaliser(np.stack([f for _, _, f in batch]), self.normaliser))
+        x = self.model_input(np.stack([f for _, _, f in batch]))
         probabilities = np.asarray(self.model.predict(x, batch_size=BATCH, verbose=0), dtype=np.float32)
         return [WindowPrediction(s, e, p) for (s, e, _), p in zip(batch, probabilities, strict=True)]
 
+    def model_input(self, features: np.ndarray) -> np.ndarray:
+        """Stored (N, channels x bands, frames) features -> normalised (N, bands, frames, channels):
+        the same steps as training (``model.data.prepare_fold``)."""
+        return as_model_input(apply_normaliser(features, self.normaliser), self.feature_config.channels)
+
     def probabilities_of_features(self, features: np.ndarray) -> np.ndarray:
-        """Probabilities of cached (N, bands, frames) features: the fold model's own view."""
-        x = as_model_input(apply_normaliser(features, self.normaliser))
+        """Probabilities of cached (N, rows, frames) features: the fold model's own view."""
+        x = self.model_input(features)
         return np.asarray(self.model.predict(x, batch_size=256, verbose=0), dtype=np.float32)

@@ -160,7 +160,7 @@ class Attempt:
             "world_size": self.world_size,
             "class_names": list(self.settings.class_names),
             "input_shape": list(self.fold.input_shape),
-            "split_sizes": {k: len(getattr(self.fold.split, k)) for k in ("train", "val", "test")},
+            "split_sizes": {k: len(getattr(self.fold.split, k)) for k in ("train", "val", "test", "train_augmented")},
             "normaliser": self.fold.normaliser.to_dict(),
             "loss_scale": ckpt.loss_scale_state(self.model.optimizer),
         }
@@ -324,6 +324,8 @@ def make_dataset(tf, x: np.ndarray, y: np.ndarray, global_batch: int, *, seed: i
         ds = ds.batch(global_batch, drop_remainder=True).repeat(train_passes)
     else:
         ds = ds.batch(global_batch)
+    if x.dtype == np.float16:  # augmented training rows are held as float16: cast per batch
+        ds = ds.map(lambda xb, yb: (tf.cast(xb, tf.float32), yb), num_parallel_calls=tf.data.AUTOTUNE)
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return ds.prefetch(tf.data.AUTOTUNE).with_options(options)

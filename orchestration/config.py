@@ -3,7 +3,8 @@
 A sweep is described by three layers, each a frozen dataclass with ``to_dict``/``from_dict``
 (unknown keys rejected): ``features`` (FeatureConfig), ``train`` (TrainConfig: the base every
 configuration starts from) and ``sweep`` (SweepConfig: data, folds, search, resources,
-tracking). A config file (JSON or YAML) holds any of the three sections; ``--set
+tracking), plus ``augment`` (AugmentConfig: offline waveform variants of the training clips;
+empty by default). A config file (JSON or YAML) holds any of these sections; ``--set
 section.key=value`` overrides one field (values are parsed as YAML: ``1e-3``, ``[1, 2]``,
 ``true``).
 """
@@ -21,6 +22,7 @@ from typing import Any, Literal
 
 import yaml
 
+from features.augment import AugmentConfig
 from features.config import FeatureConfig
 from features.configbase import from_dict_strict
 from features.us8k import FOLDS, parse_folds
@@ -149,22 +151,27 @@ class SweepConfig:
         return from_dict_strict(cls, dict(data))
 
 
+SECTIONS = ("features", "augment", "train", "sweep")
+
+
 @dataclass(frozen=True)
 class SweepSpec:
-    """The three configuration layers of one sweep."""
+    """The configuration layers of one sweep (``augment`` empty: no augmentation)."""
 
     features: FeatureConfig
     train: TrainConfig
     sweep: SweepConfig
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"features": self.features.to_dict(), "train": self.train.to_dict(), "sweep": self.sweep.to_dict()}
+        return {"features": self.features.to_dict(), "augment": self.augment.to_dict(),
+                "train": self.train.to_dict(), "sweep": self.sweep.to_dict()}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SweepSpec:
-        unknown = sorted(set(data) - {"features", "train", "sweep"})
+        unknown = sorted(set(data) - set(SECTIONS))
         if unknown:
-            raise ValueError(f"config: unknown section(s) {', '.join(unknown)}; sections: features, train, sweep")
+            raise ValueError(f"config: unknown section(s) {', '.join(unknown)}; sections: {', '.join(SECTIONS)}")
         sweep = SweepConfig.from_dict(data.get("sweep", {}))
         features: dict[str, Any] = {}
         train: dict[str, Any] = dict(DEMO_TRAIN) if sweep.data_dir is None else {}
@@ -173,7 +180,8 @@ class SweepSpec:
             train.update(DEMO_SHRINK["train"])
         features.update(data.get("features", {}))
         train.update(data.get("train", {}))
-        return cls(FeatureConfig.from_dict(features), TrainConfig.from_dict(train), sweep)
+        augment = AugmentConfig.from_dict(data.get("augment") or {})
+        return cls(FeatureConfig.from_dict(features), TrainConfig.from_dict(train), sweep, augment)
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:
@@ -188,7 +196,7 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ValueError(f"config file {path}: expected a mapping with features/train/sweep sections")
+        raise ValueError(f"config file {path}: expected a mapping with {'/'.join(SECTIONS)} sections")
     return data
 
 
@@ -198,8 +206,8 @@ def apply_override(data: dict[str, Any], assignment: str) -> None:
     if not sep or "." not in key:
         raise ValueError(f"--set {assignment!r}: expected section.key=value, e.g. train.epochs=5")
     section, name = key.strip().split(".", 1)
-    if section not in ("features", "train", "sweep"):
-        raise ValueError(f"--set {assignment!r}: section must be features, train or sweep, not {section!r}")
+    if section not in SECTIONS:
+        raise ValueError(f"--set {assignment!r}: section must be one of {', '.join(SECTIONS)}, not {section!r}")
     try:
         value = parse_yaml(raw)
     except yaml.YAMLError:

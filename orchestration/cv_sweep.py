@@ -46,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--cache-dir", help="feature cache root (default: $US8K_CACHE_DIR or ~/.cache/us8k-ray)")
     data.add_argument("--skip-missing", action="store_true", default=None, help="proceed if audio files are missing")
     cfg = p.add_argument_group("configuration")
-    cfg.add_argument("--config", help="JSON/YAML file with features/train/sweep sections")
+    cfg.add_argument("--config", help="JSON/YAML file with features/augment/train/sweep sections")
     cfg.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                      help="override one setting, e.g. train.learning_rate=1e-3 (repeatable)")
     cfg.add_argument("--epochs", type=int, help="training epochs per trial (train.epochs)")

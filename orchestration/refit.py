@@ -53,7 +53,9 @@ def refit_best(plan: Plan, features_ref: Any, best: ConfigResult, tracker: Sweep
     if done is not None:  # a resumed sweep whose refit had finished: not trained or registered again
         run_id, model_uri = done
         return RefitOutcome(run_id, model_uri, None, "already done before the resume")
-    run_id = tracker.refit_run(best.config_id, config.to_dict())
+    from orchestration.sweep_runner import fold_params
+
+    run_id = tracker.refit_run(best.config_id, fold_params(plan.spec.train.to_dict(), best.params, plan.spec.augment))
     print(f"refit: {best.config_id} on all {len(sweep.folds)} folds ({config.epochs} epochs)", flush=True)
     resources = WorkerResources(sweep.workers_per_trial, sweep.cpus_per_worker, plan.gpus_per_worker)
     run = RunSettings(plan.storage_path, f"{plan.name}-refit/{best.config_id}", max_failures=sweep.train_max_failures)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from features.augment import AugmentConfig
 from features.cache import default_cache_dir
 from orchestration.callback import MLflowSweepCallback
 from orchestration.cluster import cluster_resources
@@ -104,10 +105,11 @@ def _start_tracking(plan: Plan, data_info: dict[str, str]) -> SweepTracker:
     """The sweep's MLflow run (found again on resume) and one run per known configuration."""
     tracker = SweepTracker(plan.tracking_uri, plan.spec.sweep.experiment, plan.name)
     tracker.start_sweep(_sweep_params(plan), {**data_info, **_environment_tags(plan)})
-    tracker.feature_keys = {int(f): k for f, k in (p.split(":") for p in data_info["us8k.feature_cache_keys"].split(",") if p)}
+    tracker.feature_keys = _fold_keys(data_info["us8k.feature_cache_keys"])
+    tracker.augment_keys = _fold_keys(data_info.get("us8k.augment_cache_keys", ""))
     searched = tuple(plan.spec.sweep.search_space)
     for cfg_id, params in plan.configurations:
-        tracker.config_run(cfg_id, config_label(params), fold_params(plan.spec.train.to_dict(), params), searched)
+        tracker.config_run(cfg_id, config_label(params), fold_params(plan.spec.train.to_dict(), params, plan.spec.augment), searched)
     print(
         f"sweep {plan.name}: {_describe(plan)}; up to {plan.max_concurrent} trial(s) at once\n"
         f"MLflow: {redact(plan.tracking_uri)} (experiment {plan.spec.sweep.experiment!r}); "
@@ -115,6 +117,10 @@ def _start_tracking(plan: Plan, data_info: dict[str, str]) -> SweepTracker:
         flush=True,
     )
     return tracker
+
+
+def _fold_keys(text: str) -> dict[int, str]:
+    return {int(f): k for f, k in (p.split(":") for p in text.split(",") if p)}
 
 
 def _racing_metrics(plan: Plan, results: list[ConfigResult], grid) -> dict[str, float]:
@@ -208,6 +214,7 @@ def _features(plan: Plan):
     _check_folds_present(index, sweep.folds)
     result = extract_features(index, plan.spec.features, cache_dir)
     print(result.summary(), flush=True)
+    featureset, augment_info = _augmented(plan, index, result.featureset, cache_dir)
     info = {
         "us8k.dataset_root": str(root),
         "us8k.dataset_fingerprint": index.fingerprint(),
@@ -215,8 +222,27 @@ def _features(plan: Plan):
         "us8k.feature_cache_keys": ",".join(f"{e.fold}:{e.key}" for e in result.entries),
         "us8k.clips": str(len(result.featureset)),
         "us8k.failed_clips": str(len(result.failures)),
+        **augment_info,
     }
-    return result.featureset, info
+    return featureset, info
+
+
+def _augmented(plan: Plan, index, featureset, cache_dir: Path):
+    """The feature set with its augmented training candidates (cached Ray tasks), when the
+    spec's ``augment`` section defines variants; unchanged (and no work) otherwise."""
+    augment = plan.spec.augment
+    if augment.empty:
+        return featureset, {}
+    from features.augment_extract import augment_features, with_augmented
+
+    result = augment_features(index, plan.spec.features, augment, featureset, cache_dir)
+    print(result.summary(), flush=True)
+    return with_augmented(featureset, result.rows), {
+        "us8k.augment_digest": augment.digest(),
+        "us8k.augment_cache_keys": ",".join(f"{e.fold}:{e.key}" for e in result.entries),
+        "us8k.augmented_rows": str(len(result.rows)),
+        "us8k.augment_failed_clips": str(len(result.failures)),
+    }
 
 
 def _check_folds_present(index, folds: tuple[int, ...]) -> None:
@@ -254,9 +280,13 @@ def config_label(params: dict[str, Any]) -> str:
     return " ".join(f"{k}={v}" for k, v in sorted(params.items()))
 
 
-def fold_params(base_train: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
-    """Full, consistently named hyper-parameters of a configuration (every train field)."""
-    return trial_train_config(base_train, params).to_dict()
+def fold_params(base_train: dict[str, Any], params: dict[str, Any], augment: AugmentConfig | None = None) -> dict[str, Any]:
+    """Full, consistently named hyper-parameters of a configuration (every train field, and
+    the augmentation as ``augment.<field>`` when there is one)."""
+    out = trial_train_config(base_train, params).to_dict()
+    if augment is not None and not augment.empty:
+        out.update({f"augment.{k}": v for k, v in augment.to_dict().items()})
+    return out
 
 
 def _describe(plan: Plan) -> str:
@@ -279,7 +309,7 @@ def _callback(plan: Plan) -> MLflowSweepCallback:
         experiment=plan.spec.sweep.experiment,
         sweep_id=plan.name,
         folds_total=len(plan.spec.sweep.folds),
-        fold_params=functools.partial(fold_params, plan.spec.train.to_dict()),
+        fold_params=functools.partial(fold_params, plan.spec.train.to_dict(), augment=plan.spec.augment),
         config_label=config_label,
         searched=searched,
         storage_path=plan.storage_path,

@@ -89,6 +89,7 @@ class SweepTracker:
             self.client.set_experiment_tag(self.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
         self.experiment = experiment
         self.feature_keys: dict[int, str] = {}  # fold -> feature-cache key (set by the sweep)
+        self.augment_keys: dict[int, str] = {}  # fold -> augmented-rows cache key (augmentation on)
         self.sweep_run_id: str | None = None
         self._config_runs: dict[str, str] = {}
         self._fold_runs: dict[tuple[str, int], str] = {}
@@ -191,8 +192,13 @@ class SweepTracker:
 
         train = sorted(f for f in self.feature_keys if f != test_fold)
         train_digest = hashlib.sha256(",".join(self.feature_keys[f] for f in train).encode()).hexdigest()[:16]
-        parts = [(f"us8k-features folds {','.join(map(str, train))}", train_digest, "training"),
-                 (f"us8k-features folds {','.join(map(str, train))} (validation recordings)", train_digest, "validation"),
+        val_digest, train_name = train_digest, f"us8k-features folds {','.join(map(str, train))}"
+        if self.augment_keys:  # the training rows include augmented variants: their keys count too
+            keys = [self.feature_keys[f] for f in train] + [self.augment_keys.get(f, "") for f in train]
+            train_digest = hashlib.sha256(",".join(keys).encode()).hexdigest()[:16]
+            train_name += " + augmented"
+        parts = [(train_name, train_digest, "training"),
+                 (f"us8k-features folds {','.join(map(str, train))} (validation recordings)", val_digest, "validation"),
                  (f"us8k-features fold {test_fold}", self.feature_keys.get(test_fold, ""), "test")]
         inputs = [DatasetInput(Dataset(name, digest, "us8k-feature-cache", json.dumps({"name": name})),
                                [InputTag("mlflow.data.context", context)]) for name, digest, context in parts]

@@ -74,7 +74,7 @@ def test_precedence_file_then_set_then_flags(tmp_path):
         (["--epochs", "-3"], "TrainConfig.epochs must be >= 1"),
         (["--set", "train.learnin_rate=1"], "unknown key(s) learnin_rate"),
         (["--set", "sweep.foo=1"], "SweepConfig: unknown key(s) foo"),
-        (["--set", "model.epochs=1"], "section must be features, train or sweep"),
+        (["--set", "model.epochs=1"], "section must be one of features, augment, train, sweep"),
         (["--set", "train.epochs"], "expected section.key=value"),
         (["--workers-per-trial", "0"], "workers_per_trial must be an integer >= 1"),
         (["--search-space", '{"learning_rat": [1]}'], "'learning_rat' is not a train setting"),
