@@ -10,6 +10,7 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 import tf_keras as keras
 
 from model.config import TrainConfig
+from model.optim import make_optimizer
 
 MIXED_POLICY = "mixed_float16"
 
@@ -77,29 +78,43 @@ def uses_float16(model: keras.Model) -> bool:
     return any(layer.compute_dtype == "float16" for layer in model.layers)
 
 
-def make_optimizer(
-    config: TrainConfig, *, loss_scale: bool = False, initial_loss_scale: float | None = None
-) -> keras.optimizers.Optimizer:
-    """Adam(lr, beta_1, beta_2); wrapped for dynamic loss scaling under float16, starting at
-    ``initial_loss_scale`` (a resumed run's saved scale) or Keras's default 2**15."""
-    optimizer = keras.optimizers.Adam(
-        learning_rate=config.learning_rate, beta_1=config.beta_1, beta_2=config.beta_2
-    )
-    if not loss_scale:
-        return optimizer
-    if initial_loss_scale is None:
-        return keras.mixed_precision.LossScaleOptimizer(optimizer)
-    return keras.mixed_precision.LossScaleOptimizer(optimizer, initial_scale=initial_loss_scale)
-
-
 def compile_model(
-    model: keras.Model, config: TrainConfig, *, initial_loss_scale: float | None = None
+    model: keras.Model,
+    config: TrainConfig,
+    *,
+    initial_loss_scale: float | None = None,
+    steps_per_epoch: int | None = None,
 ) -> keras.Model:
-    """Adam + sparse categorical cross-entropy + accuracy (labels are integer classIDs)."""
+    """The configured optimizer + cross-entropy + accuracy, for training.
+
+    Labels are integer classIDs (sparse cross-entropy), or, when the config makes soft labels
+    (mixup, label smoothing), probability vectors (categorical cross-entropy: the training
+    pipeline one-hot encodes every set it feeds ``fit``). ``steps_per_epoch`` is needed by
+    a learning-rate schedule.
+    """
+    loss = (
+        keras.losses.CategoricalCrossentropy()
+        if config.soft_labels
+        else keras.losses.SparseCategoricalCrossentropy()
+    )
     model.compile(
         optimizer=make_optimizer(
-            config, loss_scale=uses_float16(model), initial_loss_scale=initial_loss_scale
+            config,
+            loss_scale=uses_float16(model),
+            initial_loss_scale=initial_loss_scale,
+            steps_per_epoch=steps_per_epoch,
         ),
+        loss=loss,
+        metrics=["accuracy"],
+    )
+    return model
+
+
+def compile_for_evaluation(model: keras.Model) -> keras.Model:
+    """Hard labels only: sparse cross-entropy on integer classIDs + accuracy. For a float32
+    copy that is evaluated and saved, never trained (its optimizer is a plain Adam)."""
+    model.compile(
+        optimizer=keras.optimizers.Adam(),
         loss=keras.losses.SparseCategoricalCrossentropy(),
         metrics=["accuracy"],
     )

@@ -11,11 +11,33 @@ from features.configbase import from_dict_strict
 
 Variant = Literal["reference", "wide", "deep"]
 MixedPrecision = Literal["auto", "on", "off"]
+Architecture = Literal["reference", "sb-cnn", "vgg-bn"]
+OptimizerName = Literal["adam", "adamw", "sgd"]
+LrSchedule = Literal["constant", "cosine", "onecycle"]
 
 VARIANTS: tuple[str, ...] = ("reference", "wide", "deep")
 MIXED_PRECISION_MODES: tuple[str, ...] = ("auto", "on", "off")
+ARCHITECTURES: tuple[str, ...] = ("reference", "sb-cnn", "vgg-bn")
+OPTIMIZERS: tuple[str, ...] = ("adam", "adamw", "sgd")
+LR_SCHEDULES: tuple[str, ...] = ("constant", "cosine", "onecycle")
 
-_INT_FIELDS = ("kernel_size", "batch_size", "epochs", "patience", "seed", "checkpoint_every")
+# Smallest (bands, frames) the new networks build for: sb-cnn pools (4, 2) twice with
+# 'same' padding on small inputs, vgg-bn pools (2, 2) three times (model/networks.py).
+_MIN_INPUT: dict[str, tuple[int, int]] = {"sb-cnn": (16, 4), "vgg-bn": (8, 8)}
+
+_INT_FIELDS = (
+    "kernel_size",
+    "batch_size",
+    "epochs",
+    "patience",
+    "seed",
+    "checkpoint_every",
+    "freq_masks",
+    "freq_mask_width",
+    "time_masks",
+    "time_mask_width",
+    "time_shift",
+)
 _FLOAT_FIELDS = (
     "l2",
     "dropout1",
@@ -26,6 +48,11 @@ _FLOAT_FIELDS = (
     "beta_1",
     "beta_2",
     "val_fraction",
+    "weight_decay",
+    "momentum",
+    "warmup_epochs",
+    "label_smoothing",
+    "mixup_alpha",
 )
 
 
@@ -43,6 +70,20 @@ class TrainConfig:
     ``bn_momentum`` is BatchNormalization's moving-average momentum (Keras default 0.99,
     as in the demo); short runs need less, or inference-mode statistics lag far behind.
     ``deterministic`` enables TensorFlow op determinism (slower on GPU, ~free on CPU).
+
+    ``architecture`` picks the network (``model/networks.py``): ``reference`` (the demo's,
+    shaped by ``filters``, ``kernel_size``, ``l2``, dropouts, ``leaky_relu_alpha``,
+    ``bn_momentum`` and ``variant``), ``sb-cnn`` (Salamon & Bello 2017, its published
+    constants) or ``vgg-bn`` (VGG-style with batch norm and global pooling; reads ``l2``,
+    ``dropout2`` and ``bn_momentum``). ``optimizer``: ``adam``, ``adamw`` (decoupled
+    ``weight_decay``) or ``sgd`` (``momentum``, optional ``weight_decay``); ``lr_schedule``:
+    ``constant``, ``cosine`` (to 0, after a linear warm-up of ``warmup_epochs``) or
+    ``onecycle`` (warm-up of ``warmup_epochs`` from lr/25, then cosine to lr/25e4), peaking at
+    ``learning_rate``. Training batches only (``model/augment_tf.py``): ``label_smoothing``,
+    ``mixup_alpha`` (0 = off), SpecAugment masks (``freq_masks`` of up to
+    ``freq_mask_width`` bands, ``time_masks`` of up to ``time_mask_width`` frames) and
+    ``time_shift`` (a circular roll by up to that many frames either way). Every one is off
+    by default.
     """
 
     filters: tuple[int, ...] = (32, 32, 64, 64)
@@ -65,6 +106,19 @@ class TrainConfig:
     checkpoint_every: int = 10
     normalise: bool = True
     deterministic: bool = True
+    architecture: Architecture = "reference"
+    optimizer: OptimizerName = "adam"
+    weight_decay: float = 0.0
+    momentum: float = 0.0
+    lr_schedule: LrSchedule = "constant"
+    warmup_epochs: float = 0.0
+    label_smoothing: float = 0.0
+    mixup_alpha: float = 0.0
+    freq_masks: int = 0
+    freq_mask_width: int = 0
+    time_masks: int = 0
+    time_mask_width: int = 0
+    time_shift: int = 0
 
     def __post_init__(self) -> None:
         self._coerce_numbers()
@@ -123,6 +177,126 @@ class TrainConfig:
             "checkpoint_every",
             "must be >= 0 (0 = off)",
             self.checkpoint_every,
+        )
+        self._check_network_and_optimizer()
+        self._check_augmentation()
+
+    def _check_network_and_optimizer(self) -> None:
+        _require(
+            self.architecture in ARCHITECTURES,
+            "architecture",
+            f"must be one of {ARCHITECTURES}",
+            self.architecture,
+        )
+        _require(
+            self.variant == "reference" or self.architecture == "reference",
+            "variant",
+            f"applies to architecture 'reference' only (architecture is {self.architecture!r})",
+            self.variant,
+        )
+        _require(self.optimizer in OPTIMIZERS, "optimizer", f"must be one of {OPTIMIZERS}", self.optimizer)
+        _require(self.weight_decay >= 0, "weight_decay", "must be >= 0", self.weight_decay)
+        _require(
+            self.weight_decay == 0 or self.optimizer != "adam",
+            "weight_decay",
+            "needs optimizer 'adamw' (decoupled) or 'sgd'; with 'adam' use l2",
+            self.weight_decay,
+        )
+        _require(0 <= self.momentum < 1, "momentum", "must be in [0, 1)", self.momentum)
+        _require(
+            self.momentum == 0 or self.optimizer == "sgd",
+            "momentum",
+            "applies to optimizer 'sgd' only (Adam's is beta_1)",
+            self.momentum,
+        )
+        _require(
+            self.lr_schedule in LR_SCHEDULES, "lr_schedule", f"must be one of {LR_SCHEDULES}", self.lr_schedule
+        )
+        _require(
+            0 <= self.warmup_epochs < self.epochs,
+            "warmup_epochs",
+            f"must be in [0, epochs={self.epochs})",
+            self.warmup_epochs,
+        )
+        _require(
+            self.warmup_epochs == 0 or self.lr_schedule != "constant",
+            "warmup_epochs",
+            "applies to lr_schedule 'cosine' or 'onecycle'",
+            self.warmup_epochs,
+        )
+        _require(
+            self.warmup_epochs > 0 or self.lr_schedule != "onecycle",
+            "warmup_epochs",
+            "must be > 0 with lr_schedule 'onecycle' (its rising phase; often 0.3 x epochs)",
+            self.warmup_epochs,
+        )
+
+    def _check_augmentation(self) -> None:
+        _require(0 <= self.label_smoothing < 1, "label_smoothing", "must be in [0, 1)", self.label_smoothing)
+        _require(self.mixup_alpha >= 0, "mixup_alpha", "must be >= 0 (0 = off)", self.mixup_alpha)
+        for count, width in (("freq_masks", "freq_mask_width"), ("time_masks", "time_mask_width")):
+            _require(getattr(self, count) >= 0, count, "must be >= 0 (0 = off)", getattr(self, count))
+            _require(getattr(self, width) >= 0, width, "must be >= 0", getattr(self, width))
+            _require(
+                getattr(self, count) == 0 or getattr(self, width) >= 1,
+                width,
+                f"must be >= 1 when {count} is {getattr(self, count)}",
+                getattr(self, width),
+            )
+        _require(self.time_shift >= 0, "time_shift", "must be >= 0 frames (0 = off)", self.time_shift)
+
+    def check_input(self, shape: tuple[int, ...]) -> None:
+        """Reject settings the input ``(bands, frames[, channels])`` cannot take, by field."""
+        bands, frames = int(shape[0]), int(shape[1])
+        _require(
+            self.freq_mask_width <= bands,
+            "freq_mask_width",
+            f"must be <= the input's {bands} mel bands",
+            self.freq_mask_width,
+        )
+        for name in ("time_mask_width", "time_shift"):
+            _require(
+                getattr(self, name) <= frames,
+                name,
+                f"must be <= the input's {frames} frames",
+                getattr(self, name),
+            )
+        low_bands, low_frames = self.min_input()
+        _require(
+            bands >= low_bands and frames >= low_frames,
+            "architecture",
+            f"needs inputs of at least {low_bands} bands x {low_frames} frames, "
+            f"the features are {bands} x {frames}",
+            self.architecture,
+        )
+
+    def min_input(self) -> tuple[int, int]:
+        """Smallest (bands, frames) the network builds for ('valid' convs and pools shrink)."""
+        if self.architecture in _MIN_INPUT:
+            return _MIN_INPUT[self.architecture]
+        # reference: conv conv pool2 conv conv [pool2 conv] along each axis, 'valid' padding.
+        ops = ["conv", "conv", "pool", "conv", "conv"] + (["pool", "conv"] if self.variant == "deep" else [])
+        size = 1
+        while True:
+            left = size
+            for op in ops:
+                left = left - (self.kernel_size - 1) if op == "conv" else left // 2
+                if left < 1:
+                    break
+            if left >= 1:
+                return size, size
+            size += 1
+
+    @property
+    def soft_labels(self) -> bool:
+        """Training labels are probability vectors (mixup or label smoothing), not classIDs."""
+        return self.mixup_alpha > 0 or self.label_smoothing > 0
+
+    @property
+    def augments_batches(self) -> bool:
+        """Any on-the-fly change to training batches (inputs or labels)."""
+        return self.soft_labels or bool(
+            self.freq_masks or self.time_masks or self.time_shift
         )
 
     @property

@@ -40,6 +40,7 @@ from features.us8k import CLASS_NAMES
 from model import checkpoints as ckpt
 from model.config import TrainConfig
 from model.data import PreparedFold, prepare_fold
+from model.pipeline import make_dataset
 
 # Test-only failure hook: world rank US8K_FAIL_RANK (default 1) exits hard at the start of
 # this (1-based) epoch, once: the marker file records that the failure already happened.
@@ -198,7 +199,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     fold = prepare_fold(_resolve_features(settings.features), settings.test_fold, settings.train_config)
     resumed = ckpt.read_resumed(session.get_checkpoint(), settings.train_config.to_dict())
     loss_scale = resumed.loss_scale if resumed else None
-    model = _build_model(strategy, fold, settings, loss_scale)
+    model = _build_model(strategy, fold, settings, loss_scale, context.get_world_size())
     if resumed is not None:
         ckpt.restore_into(model, resumed)
     attempt = Attempt(
@@ -226,7 +227,7 @@ def _fit(tf, keras, attempt: Attempt) -> None:
     global_batch = config.batch_size * attempt.world_size
     steps = len(fold.y_train) // global_batch
     train_ds, val_ds = _make_datasets(
-        tf, fold, global_batch, config, attempt.settings.test_fold, config.epochs - attempt.state.epoch
+        tf, fold, global_batch, attempt, config.epochs - attempt.state.epoch, first_step=attempt.state.epoch * steps
     )
     reporter = _EpochReporter(attempt, samples_per_epoch=steps * global_batch)
     with no_autotune_threads():
@@ -283,52 +284,37 @@ def _resolve_features(features: Any) -> FeatureSet:
     return features
 
 
-def _make_datasets(tf, fold: PreparedFold, global_batch: int, config: TrainConfig, test_fold: int | None, passes: int):
+def _make_datasets(tf, fold: PreparedFold, global_batch: int, attempt: Attempt, passes: int, first_step: int):
+    config, test_fold = attempt.config, attempt.settings.test_fold
     if len(fold.y_train) < global_batch:
         raise ValueError(
             f"test fold {test_fold}: {len(fold.y_train)} training clips, fewer than the global "
             f"batch {global_batch} (batch_size {config.batch_size} x workers)"
         )
-    train_ds = make_dataset(tf, fold.x_train, fold.y_train, global_batch, seed=config.seed, train_passes=passes)
-    val_ds = make_dataset(tf, fold.x_val, fold.y_val, global_batch, seed=config.seed)
+    # Training batches only are augmented; soft labels make every set fit() sees one-hot.
+    shared = {"seed": config.seed, "config": config, "num_classes": len(attempt.settings.class_names)}
+    train_ds = make_dataset(tf, fold.x_train, fold.y_train, global_batch, train_passes=passes,
+                            first_step=first_step, **shared)
+    val_ds = make_dataset(tf, fold.x_val, fold.y_val, global_batch, **shared)
     return train_ds, val_ds
 
 
-def _build_model(strategy, fold: PreparedFold, settings: LoopSettings, loss_scale: Mapping[str, float] | None):
-    from model.cnn import build_cnn, compile_model
+def _build_model(strategy, fold: PreparedFold, settings: LoopSettings, loss_scale: Mapping[str, float] | None,
+                 world_size: int):
+    from model.cnn import compile_model
+    from model.networks import build_network
 
     config = settings.train_config
     mixed = config.use_mixed_precision(settings.use_gpu)
+    # The learning-rate schedule counts optimizer steps: whole global batches per epoch.
+    steps_per_epoch = max(1, len(fold.y_train) // (config.batch_size * world_size))
     with strategy.scope():
-        network = build_cnn(fold.input_shape, len(settings.class_names), config, mixed_precision=mixed)
-        model = compile_model(network, config, initial_loss_scale=(loss_scale or {}).get("scale"))
+        network = build_network(fold.input_shape, len(settings.class_names), config, mixed_precision=mixed)
+        model = compile_model(network, config, initial_loss_scale=(loss_scale or {}).get("scale"),
+                              steps_per_epoch=steps_per_epoch)
         # Built now, not at the first step, so a checkpoint's slots can be restored into it.
         model.optimizer.build(model.trainable_variables)
     return model
-
-
-def make_dataset(tf, x: np.ndarray, y: np.ndarray, global_batch: int, *, seed: int, train_passes: int = 0):
-    """In-memory tf.data pipeline of *global* batches, sharded per worker by DATA.
-
-    Every worker builds the same pipeline (same seeded order), and the DATA auto-shard
-    policy gives each its slice of every global batch. ``train_passes=0``: one pass in
-    order, last batch partial (evaluation). ``train_passes=k``: k passes, each reshuffled,
-    last partial batch dropped so all workers run the same steps. Training runs its k
-    remaining epochs through one iterator because fit() otherwise rebuilds the distributed
-    iterator (and re-runs the auto-shard rewrite) every epoch, seconds each with two
-    workers; a finite k rather than repeat() lets that iterator end cleanly.
-    """
-    ds = tf.data.Dataset.from_tensor_slices((x, y))
-    if train_passes:
-        ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
-        ds = ds.batch(global_batch, drop_remainder=True).repeat(train_passes)
-    else:
-        ds = ds.batch(global_batch)
-    if x.dtype == np.float16:  # augmented training rows are held as float16: cast per batch
-        ds = ds.map(lambda xb, yb: (tf.cast(xb, tf.float32), yb), num_parallel_calls=tf.data.AUTOTUNE)
-    options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    return ds.prefetch(tf.data.AUTOTUNE).with_options(options)
 
 
 # --------------------------------------------------------------------------- per epoch
@@ -435,8 +421,9 @@ def _finish(attempt: Attempt, timer: PhaseTimer) -> None:
     Only rank 0 evaluates, on a plain (non-distributed) float32 copy of the model: that copy
     needs no collectives, and it is the model the final checkpoint ships.
     """
-    from model.cnn import build_cnn, compile_model
+    from model.cnn import compile_for_evaluation
     from model.metrics import classification_report
+    from model.networks import build_network
 
     # Every worker reads the same (collective) state for the final checkpoint.
     current = attempt.model.get_weights()
@@ -446,7 +433,8 @@ def _finish(attempt: Attempt, timer: PhaseTimer) -> None:
         attempt.session.report({"epoch": attempt.state.epoch})
         return
     settings, fold, state = attempt.settings, attempt.fold, attempt.state
-    local = compile_model(build_cnn(fold.input_shape, len(settings.class_names), attempt.config), attempt.config)
+    # Hard labels and plain cross-entropy: the test loss is comparable across configurations.
+    local = compile_for_evaluation(build_network(fold.input_shape, len(settings.class_names), attempt.config))
     local.set_weights(weights)
     test_loss, report = float("nan"), None
     if len(fold.y_test):  # a refit (test_fold None) has no test set

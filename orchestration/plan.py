@@ -84,6 +84,8 @@ def _join(storage_path: str, name: str) -> str:
 
 def configurations(spec: SweepSpec) -> tuple[tuple[str, dict[str, Any]], ...]:
     sweep = spec.sweep
+    shape = spec.features.shape
+    spec.train.check_input(shape)  # masks, shifts and networks that the features cannot take
     if sweep.search == "grid":
         points = grid_configurations(sweep.search_space)
     elif sweep.search == "random":
@@ -93,7 +95,8 @@ def configurations(spec: SweepSpec) -> tuple[tuple[str, dict[str, Any]], ...]:
     out, seen = [], set()
     for params in map(plain_params, points):
         cfg = config_id(params)
-        spec.train.replace(**params)  # fail now, not in a trial, on values TrainConfig rejects
+        # Fail now, not in a trial, on values TrainConfig rejects.
+        spec.train.replace(**params).check_input(shape)
         if cfg not in seen:
             seen.add(cfg)
             out.append((cfg, params))
