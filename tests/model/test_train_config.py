@@ -60,6 +60,23 @@ def test_unknown_key_is_rejected_by_name():
         ({"patience": -1}, "patience"),
         ({"learning_rate": "fast"}, "learning_rate"),
         ({"normalise": "yes"}, "normalise"),
+        ({"architecture": "resnet"}, "architecture"),
+        ({"architecture": "sb-cnn", "variant": "wide"}, "variant"),
+        ({"optimizer": "rmsprop"}, "optimizer"),
+        ({"weight_decay": -0.1, "optimizer": "adamw"}, "weight_decay"),
+        ({"weight_decay": 0.01}, "weight_decay"),  # adam: use adamw or l2
+        ({"momentum": 0.9}, "momentum"),  # adam
+        ({"lr_schedule": "step"}, "lr_schedule"),
+        ({"lr_schedule": "cosine", "warmup_epochs": 360}, "warmup_epochs"),
+        ({"warmup_epochs": 5}, "warmup_epochs"),  # constant schedule
+        ({"lr_schedule": "onecycle"}, "warmup_epochs"),
+        ({"label_smoothing": 1.0}, "label_smoothing"),
+        ({"mixup_alpha": -0.2}, "mixup_alpha"),
+        ({"freq_masks": -1}, "freq_masks"),
+        ({"freq_masks": 2}, "freq_mask_width"),
+        ({"time_mask_width": -3}, "time_mask_width"),
+        ({"time_masks": 1.5}, "time_masks"),
+        ({"time_shift": -4}, "time_shift"),
     ],
 )
 def test_invalid_values_name_the_field(changes, field):
@@ -73,3 +90,35 @@ def test_wide_variant_doubles_filters_and_mixed_precision_modes():
     assert not TrainConfig(mixed_precision="auto").use_mixed_precision(use_gpu=False)
     assert TrainConfig(mixed_precision="on").use_mixed_precision(use_gpu=False)
     assert not TrainConfig(mixed_precision="off").use_mixed_precision(use_gpu=True)
+
+
+def test_new_options_are_off_by_default_and_round_trip():
+    config = TrainConfig()
+    assert (config.architecture, config.optimizer, config.lr_schedule) == ("reference", "adam", "constant")
+    assert (config.weight_decay, config.momentum, config.warmup_epochs, config.label_smoothing) == (0, 0, 0, 0)
+    assert (config.mixup_alpha, config.freq_masks, config.time_masks, config.time_shift) == (0, 0, 0, 0)
+    assert not config.soft_labels and not config.augments_batches
+    tuned = TrainConfig(architecture="vgg-bn", optimizer="adamw", weight_decay=0.05, lr_schedule="onecycle",
+                        warmup_epochs=np.float64(30), label_smoothing=0.1, mixup_alpha=0.2, freq_masks=np.int64(2),
+                        freq_mask_width=8, time_masks=2, time_mask_width=20, time_shift=10)
+    data = json.loads(json.dumps(tuned.to_dict()))
+    assert TrainConfig.from_dict(data) == tuned and type(data["freq_masks"]) is int
+    assert tuned.soft_labels and tuned.augments_batches
+    assert TrainConfig(time_shift=3).augments_batches and not TrainConfig(time_shift=3).soft_labels
+
+
+@pytest.mark.parametrize(
+    ("changes", "shape", "message"),
+    [
+        ({"freq_masks": 1, "freq_mask_width": 41}, (40, 174), "freq_mask_width must be <= the input's 40 mel bands"),
+        ({"time_masks": 1, "time_mask_width": 90}, (40, 87), "time_mask_width must be <= the input's 87 frames"),
+        ({"time_shift": 175}, (40, 174, 1), "time_shift must be <= the input's 174 frames"),
+        ({"architecture": "sb-cnn"}, (12, 174), "architecture needs inputs of at least 16 bands x 4 frames"),
+        ({"variant": "deep"}, (20, 174), "architecture needs inputs of at least 24 bands"),
+    ],
+)
+def test_settings_the_input_cannot_take_are_rejected_by_field(changes, shape, message):
+    config = TrainConfig(**changes)
+    with pytest.raises(ValueError, match=f"TrainConfig.{message}"):
+        config.check_input(shape)
+    config.check_input((128, 400))  # a larger input takes them

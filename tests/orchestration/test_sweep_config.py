@@ -95,6 +95,19 @@ def test_grid_values_rejected_by_train_config_fail_before_any_trial():
         configurations(spec)
 
 
+def test_augmentation_the_features_cannot_take_fails_before_any_trial():
+    # The demo's features are 87 frames wide (DEMO_SHRINK): a 100-frame time mask cannot fit.
+    spec = _spec("--search-space", '{"time_mask_width": [10, 100]}', "--set", "train.time_masks=1",
+                 "--set", "train.time_mask_width=5")
+    with pytest.raises(ValueError, match=r"TrainConfig.time_mask_width must be <= the input's 87 frames, got 100"):
+        configurations(spec)
+    spec = _spec("--set", "train.freq_masks=1", "--set", "train.freq_mask_width=50")
+    with pytest.raises(ValueError, match=r"TrainConfig.freq_mask_width must be <= the input's 40 mel bands"):
+        configurations(spec)
+    searchable = _spec("--search-space", '{"architecture": ["sb-cnn", "vgg-bn"], "mixup_alpha": [0, 0.2]}')
+    assert len(configurations(searchable)) == 4
+
+
 def test_config_file_errors_name_the_file(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("train: [1, 2\n")
