@@ -78,3 +78,35 @@ def test_a_local_mode_fold_reports_every_epoch_then_the_final_metrics(ray_local)
     assert metrics["val_loss"] == best["val_loss"] == min(h["val_loss"] for h in report["history"])
     assert report["test"]["num_samples"] == int(np.sum(features.folds == 2))
     assert metrics["test_accuracy"] == report["test"]["accuracy"]
+
+
+@pytest.mark.slow
+def test_a_fold_with_every_training_option_reports_hard_label_test_metrics(ray_local):
+    # Soft training labels (mixup + smoothing), masks, shift, AdamW + one-cycle, SB-CNN: the
+    # loop trains on one-hot sets and evaluates the test fold on hard labels.
+    from ray.train import RunConfig, ScalingConfig
+    from ray.train.tensorflow import TensorflowTrainer
+
+    features = make_toy_featureset(frames=24)
+    config = FAST.replace(
+        epochs=2, architecture="sb-cnn", optimizer="adamw", weight_decay=0.01, lr_schedule="onecycle",
+        warmup_epochs=0.5, mixup_alpha=0.2, label_smoothing=0.1, freq_masks=1, freq_mask_width=4,
+        time_masks=1, time_mask_width=3, time_shift=2, beta_1=0.9,
+    )
+    trainer = TensorflowTrainer(
+        train_loop_per_worker,
+        train_loop_config=make_loop_config(ray_local.put(features), 2, config),
+        scaling_config=ScalingConfig(num_workers=0),
+        run_config=RunConfig(name="loop-options"),
+    )
+    result = trainer.fit()
+    directory = Path(result.checkpoint.path)
+    try:
+        report = load_report(directory)
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+    metrics = result.metrics
+    assert metrics[FINAL_KEY] == 1 and metrics["epochs_trained"] == 2
+    assert np.isfinite(metrics["val_loss"]) and np.isfinite(metrics["test_loss"])
+    assert report["test"]["num_samples"] == int(np.sum(features.folds == 2))
+    assert metrics["test_accuracy"] == report["test"]["accuracy"]
