@@ -1,7 +1,10 @@
 """python -m benchmarks.training [--epochs 3] [--warmup 1] [--samples 1536] [--batch-size 128] [--workers 1 2]
+       python -m benchmarks.training --augmentation [SETTING ...]   (augmentation rows instead)
 
 Training throughput benchmark (not a test). Runtime: about 4-6 minutes on 2 cores with the
-defaults (4 epochs of ~1,500 clips per method, plus Ray worker start-up).
+defaults (4 epochs of ~1,500 clips per method, plus Ray worker start-up). With
+``--augmentation`` it measures on-the-fly augmentation instead (one in-process row per
+setting, ratio against un-augmented; ``benchmarks/augment_training.py``), ~8 minutes for all.
 
 Measures, in one run, on the same features, split, model and epochs:
 
@@ -392,9 +395,16 @@ def main(argv: list[str] | None = None) -> int:
         "--workers", type=positive_int, nargs="+", default=[1, 2], help="Ray Train worker counts"
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--augmentation", nargs="*", metavar="SETTING", default=None,
+        help="instead: on-the-fly augmentation rows in this process, no Ray (settings: none "
+        "time_shift masks mixup label_smoothing all; default all six; benchmarks/augment_training.py)",
+    )
     args = parser.parse_args(argv)
     if args.warmup < 0:
         parser.error(f"--warmup must be >= 0, got {args.warmup}")
+    if args.augmentation is not None:
+        return _augmentation_main(args, parser)
 
     previous = os.environ.get(HEALTH_CHECK_ENV)
     os.environ.setdefault(HEALTH_CHECK_ENV, HEALTH_CHECK_INTERVAL_S)
@@ -412,6 +422,20 @@ def main(argv: list[str] | None = None) -> int:
             os.environ.pop(HEALTH_CHECK_ENV, None)
     print(describe())
     print(format_report(report))
+    return 0
+
+
+def _augmentation_main(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from benchmarks import augment_training
+
+    settings = args.augmentation or list(augment_training.SETTINGS)
+    unknown = sorted(set(settings) - set(augment_training.SETTINGS))
+    if unknown:
+        parser.error(f"--augmentation: unknown setting(s) {unknown}; known: {list(augment_training.SETTINGS)}")
+    report = augment_training.run(epochs=args.epochs, warmup=args.warmup, samples=args.samples,
+                                  batch_size=args.batch_size, seed=args.seed, settings=settings)
+    print(describe())
+    print(augment_training.format_report(report))
     return 0
 
 

@@ -56,3 +56,28 @@ def test_bench_prints_the_plain_and_ray_rows_with_positive_numbers(ray_local, ca
     assert out.startswith("machine: ") and " SIMD " in out.splitlines()[0]
     assert "target: Ray Train (1 worker) >= 0.9x plain:" in out
     assert "CPU 60 s/epoch, 1 GPU 2 s/epoch, 2 GPUs 1 s/epoch" in out
+
+
+AUGMENT_ROW = re.compile(r"^augmentation: (?P<name>\w+)\s+(?P<rate>\S+)\s+(?P<ratio>\S+)x\s+(?P<wall>\S+)$")
+
+
+def test_augmentation_rows_print_a_ratio_against_unaugmented(capsys):
+    code = main(["--augmentation", "all", "--epochs", "1", "--warmup", "0", "--samples", "64", "--batch-size", "8"])
+    out = capsys.readouterr().out
+    assert code == 0
+    rows = [m for m in (AUGMENT_ROW.match(line) for line in out.splitlines()) if m]
+    assert [m["name"] for m in rows] == ["none", "all"], out  # none always first
+    assert float(rows[0]["ratio"]) == 1.0
+    assert float(rows[1]["ratio"]) == pytest.approx(float(rows[1]["rate"]) / float(rows[0]["rate"]), abs=0.006)
+    assert "target: all augmentations >= 0.9x none:" in out
+    assert "mixup_alpha=0.2" in out and "time_shift=20" in out
+
+
+def test_augmentation_settings_fit_small_inputs_and_unknown_ones_are_refused():
+    from benchmarks.augment_training import SETTINGS, fitted_settings
+
+    fitted = fitted_settings((6, 10, 1))
+    assert fitted["all"]["freq_mask_width"] == 6 and fitted["all"]["time_shift"] == 10
+    assert fitted["mixup"] == SETTINGS["mixup"]
+    with pytest.raises(SystemExit):
+        main(["--augmentation", "cutout"])
