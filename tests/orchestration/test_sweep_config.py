@@ -153,3 +153,17 @@ def test_override_parses_yaml_values():
         "train": {"normalise": False, "mixed_precision": "off"},
     }
     assert SweepConfig.from_dict(data["sweep"]).search_space == {"learning_rate": [1e-4, 1e-3]}
+
+
+def test_every_train_field_new_ones_included_is_a_configuration_param():
+    import dataclasses
+
+    from model.config import TrainConfig
+    from orchestration.sweep_runner import fold_params
+    from orchestration.tracking import flatten
+
+    params = flatten(fold_params(TrainConfig().to_dict(), {"architecture": "sb-cnn", "mixup_alpha": 0.2}))
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    assert {"architecture", "optimizer", "lr_schedule", "mixup_alpha", "time_shift", "freq_mask_width"} <= names
+    assert names <= set(params)
+    assert params["architecture"] == "sb-cnn" and params["mixup_alpha"] == 0.2 and params["time_masks"] == 0
