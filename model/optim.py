@@ -16,7 +16,8 @@
 A schedule is a function of the optimizer's ``iterations`` variable, which checkpoints save
 with the other optimizer variables, so a resumed run continues at the step it stopped at.
 Under float16 the optimizer is wrapped in a ``LossScaleOptimizer`` (the schedule stays on the
-inner optimizer; ``iterations`` is the inner one's).
+inner optimizer; ``iterations`` is the inner one's, and counts the steps it skips on
+non-finite gradients too, so the schedule stays aligned with the epochs).
 """
 
 from __future__ import annotations
