@@ -62,7 +62,7 @@ AUGMENT_ROW = re.compile(r"^augmentation: (?P<name>\w+)\s+(?P<rate>\S+)\s+(?P<ra
 
 
 def test_augmentation_rows_print_a_ratio_against_unaugmented(capsys):
-    code = main(["--augmentation", "all", "--epochs", "1", "--warmup", "0", "--samples", "64", "--batch-size", "8"])
+    code = main(["--augmentation", "all", "--epochs", "1", "--warmup", "0", "--samples", "64", "--batch-size", "32"])
     out = capsys.readouterr().out
     assert code == 0
     rows = [m for m in (AUGMENT_ROW.match(line) for line in out.splitlines()) if m]
