@@ -199,7 +199,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     fold = prepare_fold(_resolve_features(settings.features), settings.test_fold, settings.train_config)
     resumed = ckpt.read_resumed(session.get_checkpoint(), settings.train_config.to_dict())
     loss_scale = resumed.loss_scale if resumed else None
-    model = _build_model(strategy, fold, settings, loss_scale, context.get_world_size())
+    model = _build_model(strategy, fold, settings, loss_scale, session.world_size)
     if resumed is not None:
         ckpt.restore_into(model, resumed)
     attempt = Attempt(
