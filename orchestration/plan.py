@@ -84,7 +84,7 @@ def _join(storage_path: str, name: str) -> str:
 
 def configurations(spec: SweepSpec) -> tuple[tuple[str, dict[str, Any]], ...]:
     sweep = spec.sweep
-    shape = spec.features.shape
+    shape = (spec.features.bands, spec.features.frames)  # the model input, channels aside
     spec.train.check_input(shape)  # masks, shifts and networks that the features cannot take
     if sweep.search == "grid":
         points = grid_configurations(sweep.search_space)

@@ -70,6 +70,13 @@ def test_masks_only_keeps_sparse_labels_and_touches_training_inputs_only():
     np.testing.assert_array_equal(np.concatenate([b[0] for b in val]), x)
 
 
+def test_float16_training_rows_are_cast_before_augmentation():
+    x, y = data()
+    out = batches(make_dataset(tf, x.astype(np.float16), y, 4, seed=0, train_passes=1, config=AUGMENTED,
+                               num_classes=3))
+    assert all(b[0].dtype == np.float32 for b in out) and any((b[0] == 0).any() for b in out)
+
+
 def test_a_resumed_pipeline_draws_what_the_uninterrupted_one_draws_at_that_step():
     # Identical clips, so the shuffle order (reseeded on resume) cannot matter: batch k of the
     # uninterrupted pipeline equals batch 0 of one resumed at step k.

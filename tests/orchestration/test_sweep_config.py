@@ -104,6 +104,11 @@ def test_augmentation_the_features_cannot_take_fails_before_any_trial():
     spec = _spec("--set", "train.freq_masks=1", "--set", "train.freq_mask_width=50")
     with pytest.raises(ValueError, match=r"TrainConfig.freq_mask_width must be <= the input's 40 mel bands"):
         configurations(spec)
+    # Delta channels are stored as extra rows (120 for 40 bands x 3): masks span the 40 bands.
+    deltas = ("--set", "features.deltas=2", "--set", "train.freq_masks=1")
+    with pytest.raises(ValueError, match=r"freq_mask_width must be <= the input's 40 mel bands, got 41"):
+        configurations(_spec(*deltas, "--set", "train.freq_mask_width=41"))
+    assert configurations(_spec(*deltas, "--set", "train.freq_mask_width=40"))
     searchable = _spec("--search-space", '{"architecture": ["sb-cnn", "vgg-bn"], "mixup_alpha": [0, 0.2]}')
     assert len(configurations(searchable)) == 4
 
