@@ -34,6 +34,7 @@ class ProgressCallback(Callback):
         self.running: dict[str, dict[str, Any]] = {}
         self.folds_done: Counter[str] = Counter()
         self.started_at: float | None = None
+        self.parallel = 1  # most trials seen running at once: the pace between two trial ends
 
     def __getstate__(self) -> dict[str, Any]:
         # Recounted on restore (on_step_begin); a stream is not picklable.
@@ -60,6 +61,7 @@ class ProgressCallback(Callback):
     def on_trial_start(self, iteration: int, trials: list, trial, **info) -> None:
         self.running[trial.trial_id] = {"config": trial.config, "epoch": 0, "val": None,
                                         "since": time.monotonic(), "printed": None}
+        self.parallel = max(self.parallel, len(self.running))
         if not self._is_tty():
             self._line(trial, f"started ({len(self.running)} running)")
         self._status()
@@ -103,13 +105,15 @@ class ProgressCallback(Callback):
     # ------------------------------------------------------------------ output
 
     def eta_seconds(self) -> float | None:
-        """Mean measured trial time x the trials left (minus the running ones' progress) / running."""
+        """Mean measured trial time x the trials left (minus the running ones' progress) / the most
+        trials seen running at once (not the count right now: between one trial's end and the next
+        one's start that count drops, and the estimate used to double for a moment)."""
         if not self.durations:
             return None
         mean = statistics.fmean(self.durations)
         progress = sum(min(1.0, e["epoch"] / max(1, self.epochs)) for e in self.running.values())
         left = max(0.0, self.total - self.done - self.failed - progress)
-        return left * mean / max(1, len(self.running) or 1)
+        return left * mean / self.parallel
 
     def _timing(self) -> str:
         elapsed = time.monotonic() - (self.started_at or time.monotonic())

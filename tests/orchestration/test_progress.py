@@ -58,6 +58,21 @@ def test_time_left_comes_from_measured_trials_and_the_running_ones_progress():
     assert progress.eta_seconds() == 150.0
 
 
+def test_time_left_does_not_jump_between_one_trial_ending_and_the_next_starting():
+    progress = ProgressCallback(total_trials=6, epochs=10, folds=3, stream=io.StringIO(), tty=False)
+    a, b, c = _trial("a", "c1", 1), _trial("b", "c2", 1), _trial("c", "c1", 2)
+    progress.on_step_begin(0, [a, b])
+    progress.on_trial_start(0, [a, b], a)
+    progress.on_trial_start(0, [a, b], b)
+    progress.durations = [100.0]
+    progress.done = 1
+    del progress.running["a"]  # a ended; c has not started yet
+    between = progress.eta_seconds()
+    progress.on_trial_start(0, [a, b, c], c)
+    # 6 - 1 done = 5 trials left at 100 s each, 2 at a time, before and after c starts.
+    assert between == progress.eta_seconds() == 250.0
+
+
 def test_a_restored_callback_recounts_from_tunes_trials():
     progress = ProgressCallback(total_trials=3, epochs=1, folds=3, stream=io.StringIO(), tty=False)
     restored = pickle.loads(pickle.dumps(progress))
