@@ -59,7 +59,7 @@ DISTRIBUTIONS = ("uniform", "loguniform", "randint", "choice")
 # rate, over all ten folds. Without --data-dir the demo also shortens training (DEMO_TRAIN).
 DEFAULT_SEARCH_SPACE: dict[str, Any] = {"learning_rate": [1e-4, 1e-3]}
 DEMO_TRAIN: dict[str, Any] = {"epochs": 10, "batch_size": 32, "bn_momentum": 0.9, "checkpoint_every": 0}
-# The demo's runlocal-style shrink on top (unless --full-size): a quarter-width network on the
+# The demo's runlocal-style shrink on top (unless --full-size): a half-width network on the
 # middle 2 s of every clip, so 20 trials fit 10 minutes on 2 slow cores (README, "Demo size").
 DEMO_SHRINK: dict[str, dict[str, Any]] = {"features": {"frames": 87}, "train": {"filters": [16, 16, 32, 32]}}
 
