@@ -23,6 +23,7 @@ from typing import Any
 from ray.tune import Callback
 
 from model.train_loop import FINAL_KEY
+from orchestration.redact import redact
 from orchestration.tracking import SweepTracker
 from orchestration.trial import REUSED_KEY
 from orchestration.tune_bridge import CHECKPOINT_PATH_KEY
@@ -140,7 +141,7 @@ class MLflowSweepCallback(Callback):
             self._log_final(run_id, config, result)
         except Exception:
             log.exception("MLflow logging of %s fold %s failed", config["config_id"], config["fold"])
-            self.tracker.client.set_tag(run_id, "us8k.logging_error", traceback.format_exc()[-4000:])
+            self.tracker.client.set_tag(run_id, "us8k.logging_error", redact(traceback.format_exc())[-4000:])
             self.tracker.client.set_terminated(run_id, "FINISHED")
         self.tracker.update_config(config["config_id"], self.folds_total)
 

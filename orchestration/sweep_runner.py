@@ -390,7 +390,7 @@ def _tuner(plan: Plan, features_ref, callback: MLflowSweepCallback, settings: Tr
     if plan.resume:
         if not tune.Tuner.can_restore(path):
             raise SweepError(f"cannot resume: no Tune experiment state at {path}")
-        print(f"resuming {path}: finished trials are kept, unfinished ones run again", flush=True)
+        print(f"resuming {redact(path)}: finished trials are kept, unfinished ones run again", flush=True)
         # The same param space again: Tune stores its sample_from functions as placeholders.
         return tune.Tuner.restore(
             path, trainable=trainable, resume_unfinished=True, resume_errored=True, param_space=_param_space(plan)

@@ -27,6 +27,7 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
 from model.train_loop import FINAL_METRIC_KEYS
+from orchestration.redact import redact
 
 TAG_SWEEP = "us8k.sweep_id"
 TAG_KIND = "us8k.kind"
@@ -281,7 +282,7 @@ class SweepTracker:
         )
 
     def fail_fold(self, run_id: str, error: str) -> None:
-        self.client.set_tag(run_id, "us8k.error", error[:5000])
+        self.client.set_tag(run_id, "us8k.error", redact(error)[:5000])
         self.client.set_terminated(run_id, "FAILED")
 
     def is_fold_finished(self, cfg_id: str, fold: int) -> bool:
@@ -349,7 +350,7 @@ class SweepTracker:
 
     def stop_fold(self, run_id: str, reason: str) -> None:
         """A fold run stopped before its final report (raced out, time budget): KILLED, tagged."""
-        self.client.set_tag(run_id, "us8k.stopped", reason[:5000])
+        self.client.set_tag(run_id, "us8k.stopped", redact(reason)[:5000])
         self.client.set_terminated(run_id, "KILLED")
 
     def finish_sweep(self, status: str, metrics: Mapping[str, float], artifacts_dir: Path | None) -> None:

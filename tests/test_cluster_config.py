@@ -99,11 +99,11 @@ def run_on_node(
 
 
 def node_env(home: Path, *, docker: bool = False) -> dict[str, str]:
-    """The US8K_* and MLFLOW_* variables a command on the node sees."""
+    """The US8K_*, MLFLOW_* and RAY_AUTH* variables a command on the node sees."""
     result = run_on_node("env", home, docker=docker)
     assert result.returncode == 0, result.stderr
     pairs = (line.split("=", 1) for line in result.stdout.splitlines() if "=" in line)
-    return {k: v for k, v in pairs if k.startswith(("US8K_", "MLFLOW_"))}
+    return {k: v for k, v in pairs if k.startswith(("US8K_", "MLFLOW_", "RAY_AUTH"))}
 
 
 def set_up_node_env(
@@ -206,19 +206,20 @@ def test_every_node_gets_the_project_with_the_gpu_extra(path):
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
-def test_mlflow_server_binds_the_head_ip_never_all_interfaces(path):
+def test_mlflow_server_binds_the_head_loopback_only(path):
+    """Only the driver, on the head, logs to MLflow: the server is on 127.0.0.1, reached from
+    elsewhere through SSH port forwarding, and answers loopback host names only."""
     config = load(path)
     servers = [c for c in mlflow_commands(config) if "mlflow server" in c]
     assert len(servers) == 1
     server = servers[0]
-    assert '--host "$US8K_HEAD_IP"' in server
-    for flag in (
-        "--backend-store-uri",
-        "--serve-artifacts",
-        "--artifacts-destination",
-        "--allowed-hosts",
-    ):
+    assert re.search(r"--host 127\.0\.0\.1 ", server), server
+    assert re.search(r'--allowed-hosts "localhost,localhost:\*,127\.0\.0\.1,127\.0\.0\.1:\*"', server)
+    for flag in ("--backend-store-uri", "--serve-artifacts", "--artifacts-destination"):
         assert flag in server, flag
+    for cmd in mlflow_commands(config):
+        assert "US8K_HEAD_IP" not in cmd and "0.0.0.0" not in cmd
+        assert "app-name" not in cmd  # one safe way in (loopback + SSH), not a second one
     for cmd in config["head_start_ray_commands"]:
         assert "0.0.0.0" not in cmd
     assert mlflow_commands(config) == mlflow_commands(load(AWS)), (
@@ -242,14 +243,15 @@ def test_workers_see_tracking_uri_and_storage_path_from_their_setup(path, tmp_pa
         set_up_node_env(config, home, head_ip=WORKER_HEAD_IP)
     env = node_env(home, docker=uses_docker(config))
     assert env["US8K_HEAD_IP"] == WORKER_HEAD_IP
-    assert env["MLFLOW_TRACKING_URI"] == f"http://{WORKER_HEAD_IP}:5000"
+    assert env["MLFLOW_TRACKING_URI"] == "http://127.0.0.1:5000"  # the head's loopback: not for workers
+    assert env["RAY_AUTH_MODE"] == "token"
     assert env["US8K_STORAGE_PATH"]
     if path == AWS:
         assert env["US8K_STORAGE_PATH"].startswith("s3://")
     assert (home / ".bashrc").read_text().count(ENV_FILE) == 1
 
 
-def test_head_tracking_uri_is_its_own_ray_node_ip(tmp_path):
+def test_head_knows_its_ray_node_ip_and_logs_to_mlflow_on_loopback(tmp_path):
     import ray.util
 
     config, home = prepared(AWS), seeded_home(tmp_path)
@@ -257,7 +259,8 @@ def test_head_tracking_uri_is_its_own_ray_node_ip(tmp_path):
     env = node_env(home, docker=True)
     head_ip = ray.util.get_node_ip_address()
     assert env["US8K_HEAD_IP"] == head_ip != "0.0.0.0"
-    assert env["MLFLOW_TRACKING_URI"] == f"http://{head_ip}:5000"
+    assert env["MLFLOW_TRACKING_URI"] == "http://127.0.0.1:5000"
+    assert env["RAY_AUTH_MODE"] == "token"
     assert env["US8K_CACHE_DIR"].startswith(env["US8K_STATE"])
 
 
@@ -284,7 +287,7 @@ def _kill_group(pid_file: Path) -> None:
 
 
 @pytest.mark.slow  # an MLflow server start: 10-35 s depending on load
-def test_mlflow_server_starts_on_head_ip_accepts_runs_and_stops(tmp_path):
+def test_mlflow_server_starts_on_loopback_accepts_runs_and_stops(tmp_path):
     """The head's real MLflow commands (local example: no S3), on a free port."""
     from mlflow.tracking import MlflowClient
 
@@ -308,12 +311,131 @@ def test_mlflow_server_starts_on_head_ip_accepts_runs_and_stops(tmp_path):
             urllib.request.urlopen(foreign, timeout=10)
         assert refused.value.code == 403
         if not env["US8K_HEAD_IP"].startswith("127."):
-            assert _refused("127.0.0.1", port), "the server must listen on the head IP only"
+            assert _refused(env["US8K_HEAD_IP"], port), "the server must listen on loopback only"
         assert run_on_node(stop, home).returncode == 0
-        assert _refused(env["US8K_HEAD_IP"], port)
+        assert _refused("127.0.0.1", port)
         assert not pid_file.exists()
     finally:
         _kill_group(pid_file)
+
+
+# --- security: Ray token, ports, firewall, S3 access -----------------------------------------
+
+TOKEN = "~/.ray/auth_token"
+SG_SCRIPT = ROOT / "examples" / "aws-security-group.sh"
+
+
+def token_guards(config: dict) -> list[str]:
+    return [c for c in config["setup_commands"] if "ray get-auth-token" in c]
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_ray_token_auth_is_on_and_the_token_comes_from_outside_the_repo(path):
+    """`ray start` turns Ray's token authentication on only with RAY_AUTH_MODE=token (Ray 2.60
+    turns it on by itself only for clusters that ray.init() starts); the token is the user's
+    ~/.ray/auth_token, copied to every node by file_mounts, never a value in the file."""
+    raw, text = load(path), path.read_text()
+    settings = raw["metadata"]["cluster_env"]
+    assert re.findall(r"^export RAY_AUTH_MODE=(\S+)$", settings, re.M) == ["token"]
+    assert "RAY_AUTH_MODE=disabled" not in text
+    assert raw["file_mounts"][TOKEN] == TOKEN
+    assert not re.search(r"RAY_AUTH_TOKEN(_PATH)?=", text), "the token lives in ~/.ray/auth_token only"
+    assert len(token_guards(raw)) == 1
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_every_node_refuses_to_set_up_without_the_token_and_locks_it(path, tmp_path):
+    config = prepared(path)
+    for kind in ("head_setup_commands", "worker_setup_commands"):
+        assert token_guards(load(path))[0] in config[kind], kind
+    (guard,) = token_guards(load(path))
+    home = seeded_home(tmp_path)
+    refused = run_on_node(guard, home, docker=uses_docker(config))
+    assert refused.returncode != 0 and "ray get-auth-token --generate" in refused.stdout
+    token = home / ".ray" / "auth_token"
+    token.parent.mkdir()
+    token.write_text("")  # empty: as good as none
+    assert run_on_node(guard, home, docker=uses_docker(config)).returncode != 0
+    token.write_text("0123456789abcdef\n")
+    token.chmod(0o644)
+    assert run_on_node(guard, home, docker=uses_docker(config)).returncode == 0
+    assert token.stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_ray_ports_stay_private(path):
+    """The dashboard and Jobs API on the head's loopback; nothing asks Ray for more than its
+    defaults (GCS and the raylets listen on every interface in Ray 2.60, which has no flag to
+    narrow that: on EC2 the security group is what keeps them in the cluster)."""
+    config = load(path)
+    heads = [c for c in config["head_start_ray_commands"] if "ray start --head" in c]
+    assert len(heads) == 1 and "--dashboard-host=127.0.0.1" in heads[0].split()
+    commands = [c for kind in ("head_start_ray_commands", "worker_start_ray_commands") for c in config[kind]]
+    for cmd in commands:
+        assert not re.search(r"0\.0\.0\.0|::/0|\[::\]|--include-dashboard=true", cmd), cmd
+
+
+def test_aws_every_node_type_uses_the_one_restricted_security_group():
+    """Ray's own security group opens SSH to 0.0.0.0/0 (ray.autoscaler's AWS bootstrap,
+    `_create_default_ssh_inbound_rules`); with SecurityGroupIds on every node type Ray creates none."""
+    raw, config = load(AWS), prepared(AWS)
+    group = raw["metadata"]["security_group"]
+    assert group.startswith("sg-")
+    for name, node_type in config["available_node_types"].items():
+        assert node_type["node_config"].get("SecurityGroupIds") == [group], name
+    assert "security_group" not in config["provider"]  # extra rules for Ray's own group: none
+
+
+def _dry_run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(SG_SCRIPT), "--dry-run", *args], capture_output=True, text=True,
+                          env={"PATH": os.environ["PATH"], **(env or {})}, timeout=60, check=False)
+
+
+def _aws_calls(stderr: str) -> list[list[str]]:
+    import shlex
+
+    return [shlex.split(line)[3:] for line in stderr.splitlines() if line.startswith("aws --region ")]
+
+
+def test_security_group_admits_ssh_from_one_cidr_and_the_cluster_from_itself():
+    result = _dry_run("eu-west-1", "203.0.113.7/32", env={"US8K_VPC_ID": "vpc-0abc"})
+    assert result.returncode == 0, result.stderr
+    group = result.stdout.strip()
+    calls = _aws_calls(result.stderr)
+    create, *ingress = calls
+    assert create[:2] == ["ec2", "create-security-group"] and create[create.index("--vpc-id") + 1] == "vpc-0abc"
+    rules = sorted(c[c.index("--ip-permissions") + 1] for c in ingress)
+    assert all(c[:2] == ["ec2", "authorize-security-group-ingress"] for c in ingress)
+    assert all(c[c.index("--group-id") + 1] == group for c in ingress)
+    assert rules == [
+        f"IpProtocol=-1,UserIdGroupPairs=[{{GroupId={group},Description=between-cluster-nodes}}]",
+        "IpProtocol=tcp,FromPort=22,ToPort=22,IpRanges=[{CidrIp=203.0.113.7/32,Description=ssh}]",
+    ]
+    assert not any("egress" in " ".join(c) for c in calls)
+    # Without US8K_VPC_ID: the region's default VPC, the one `ray up` uses.
+    looked_up = _aws_calls(_dry_run("eu-west-1", "198.51.100.0/24").stderr)
+    assert looked_up[0][:2] == ["ec2", "describe-vpcs"] and "Name=isDefault,Values=true" in looked_up[0]
+
+
+@pytest.mark.parametrize("cidr", ["0.0.0.0/0", "10.0.0.0/8", "203.0.113.7", "203.0.113.300/32", "::/0", "2001:db8::/32"])
+def test_security_group_refuses_an_open_or_malformed_ssh_cidr_before_any_aws_call(cidr):
+    result = _dry_run("eu-west-1", cidr)
+    assert result.returncode == 2
+    assert cidr in result.stderr and not _aws_calls(result.stderr)
+
+
+def test_aws_s3_through_instance_profiles_never_keys():
+    """Workers reach S3 (checkpoints) with an instance profile; the head with the one `ray up`
+    attaches (ray-autoscaler-v1); MLflow writes artifacts to S3 from the head (--serve-artifacts),
+    so no node or laptop needs keys for them."""
+    config, text = prepared(AWS), AWS.read_text()
+    for name, node_type in config["available_node_types"].items():
+        if name != config["head_node_type"]:
+            assert "Arn" in node_type["node_config"]["IamInstanceProfile"], name
+    assert not re.search(r"(?i)aws_access_key_id|aws_session_token|aws configure", text)
+    (server,) = [c for c in mlflow_commands(load(AWS)) if "mlflow server" in c]
+    assert "--serve-artifacts" in server
+    assert re.search(r"^export US8K_MLFLOW_ARTIFACTS=s3://", load(AWS)["metadata"]["cluster_env"], re.M)
 
 
 # --- what must not be committed, what must be edited ----------------------------------------

@@ -52,3 +52,21 @@ def test_the_stored_spec_is_redacted_and_a_resume_takes_this_commands_uri(tmp_pa
     assert "pw" not in text and json.loads(text)["sweep"]["tracking_uri"] == "https://u:***@host"
     stored = read_stored_spec(str(tmp_path), "s")
     assert _unredacted(stored.sweep, spec.sweep) == {"tracking_uri": "https://u:pw@host"}
+
+
+def test_failure_tags_on_mlflow_runs_carry_no_credentials(tmp_path):
+    """A trial's error (a traceback quoting a presigned S3 URL or a tracking URI with a password)
+    is stored on its fold run redacted."""
+    from orchestration.tracking import SweepTracker
+
+    tracker = SweepTracker(f"sqlite:///{tmp_path}/mlflow.db", "exp", "s1")
+    failed, stopped = (tracker.client.create_run(tracker.experiment_id).info.run_id for _ in range(2))
+    error = ("OSError: When reading s3://bucket/ckpt?X-Amz-Credential=AKIAEXAMPLE&X-Amz-Signature=f00d: "
+             "access denied; tracking at https://alice:hunter2@mlflow.example")
+    tracker.fail_fold(failed, error)
+    tracker.stop_fold(stopped, f"time budget ran out ({error})")
+    for run_id, tag in ((failed, "us8k.error"), (stopped, "us8k.stopped")):
+        text = tracker.client.get_run(run_id).data.tags[tag]
+        assert "AKIAEXAMPLE" not in text and "f00d" not in text and "hunter2" not in text
+        assert "s3://bucket/ckpt?X-Amz-Credential=***&X-Amz-Signature=***" in text
+        assert "https://alice:***@mlflow.example" in text
