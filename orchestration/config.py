@@ -104,6 +104,9 @@ class SweepConfig:
     racing: str = "off"
     racing_min_folds: int = 4
     racing_alpha: float = 0.05
+    # The named recipe (orchestration/recipes/) the spec started from, set by --recipe: a label
+    # logged on the sweep run (param sweep.recipe, tag us8k.recipe); None: no recipe.
+    recipe: str | None = None
 
     def __post_init__(self) -> None:
         folds = parse_folds(",".join(map(str, self.folds))) if not isinstance(self.folds, str) else parse_folds(self.folds)
@@ -136,6 +139,8 @@ class SweepConfig:
         _check("racing_min_folds", self.racing_min_folds,
                isinstance(self.racing_min_folds, int) and self.racing_min_folds >= 2, "must be an integer >= 2")
         _check("racing_alpha", self.racing_alpha, 0 < self.racing_alpha < 1, "must be in (0, 1)")
+        _check("recipe", self.recipe, self.recipe is None or (isinstance(self.recipe, str) and bool(self.recipe)),
+               "must be a recipe name or null")
 
     @property
     def refits(self) -> bool:

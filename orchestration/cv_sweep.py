@@ -1,4 +1,4 @@
-"""python -m orchestration.cv_sweep [--data-dir DIR] [--folds ...] [--config FILE] [--set k=v ...]
+"""python -m orchestration.cv_sweep [--data-dir DIR] [--folds ...] [--recipe NAME] [--config FILE] [--set k=v ...]
 
 10-fold cross-validation x hyper-parameter sweep on Ray Tune, each trial a Ray Train run,
 logged to MLflow. Runtime: with no arguments (the embedded demo: synthetic ``demo`` set, 300
@@ -9,7 +9,9 @@ Steps: validate everything that can be validated (arguments, tracking store, clu
 before any compute; extract features with Ray tasks or load them from the cache; put them in
 the object store once; run one Tune trial per (configuration, fold); mirror every trial into
 an MLflow run tree (sweep -> configuration -> fold); print and save the ranked table.
-``--resume`` (or the same ``--name``) continues an interrupted sweep.
+``--resume`` (or the same ``--name``) continues an interrupted sweep. ``--recipe NAME`` starts
+from a named recipe (``orchestration/recipes/``: reference, sb-cnn, mixup-ts-ps, best);
+precedence, lowest first: defaults, recipe, ``--config`` file, ``--set``, explicit flags.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from orchestration.config import (
     load_config_file,
 )
 from orchestration.plan import SweepError, preflight
+from orchestration.recipes import available, load_recipe, merge_sections
 from orchestration.redact import redact
 from orchestration.tracking import TrackingError
 
@@ -46,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--cache-dir", help="feature cache root (default: $US8K_CACHE_DIR or ~/.cache/us8k-ray)")
     data.add_argument("--skip-missing", action="store_true", default=None, help="proceed if audio files are missing")
     cfg = p.add_argument_group("configuration")
+    cfg.add_argument("--recipe", metavar="NAME",
+                     help=f"start from a named recipe ({', '.join(available())}); "
+                          "the --config file, --set and the flags override it")
     cfg.add_argument("--config", help="JSON/YAML file with features/augment/train/sweep sections")
     cfg.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                      help="override one setting, e.g. train.learning_rate=1e-3 (repeatable)")
@@ -115,10 +121,17 @@ _FLAG_TO_FIELD = {
 
 
 def spec_from_args(args: argparse.Namespace) -> SweepSpec:
-    """Defaults <- config file <- --set overrides <- explicit flags; unknown keys rejected."""
-    data: dict[str, Any] = load_config_file(args.config) if args.config else {}
+    """Defaults <- recipe <- config file <- --set overrides <- explicit flags; unknown keys rejected."""
+    data: dict[str, Any] = load_recipe(args.recipe) if args.recipe else {}
+    if args.config:
+        data = merge_sections(data, load_config_file(args.config))
     for assignment in args.set:
         apply_override(data, assignment)
+    if "recipe" in (data.get("sweep") or {}):
+        raise ValueError("sweep.recipe: name a recipe with --recipe NAME (it loads the recipe's settings; "
+                         "a config file or --set cannot)")
+    if args.recipe:
+        data.setdefault("sweep", {})["recipe"] = args.recipe  # a label: logged on the sweep run
     for flag, (section, key) in _FLAG_TO_FIELD.items():
         value = getattr(args, flag)
         if value is not None:

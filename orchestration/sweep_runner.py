@@ -264,6 +264,7 @@ def _environment_tags(plan: Plan) -> dict[str, str]:
         "us8k.ray_nodes": str(len([n for n in ray.nodes() if n["Alive"]])),
         "us8k.storage": f"{redact(plan.storage_path)}/{plan.name}",
         "us8k.ray_version": ray.__version__,
+        **({"us8k.recipe": plan.spec.sweep.recipe} if plan.spec.sweep.recipe else {}),
     }
 
 
@@ -294,7 +295,8 @@ def _describe(plan: Plan) -> str:
     configs = len(plan.configurations) if plan.configurations else sweep.num_samples
     gpu = f" + {plan.gpus_per_worker:g} GPU" if plan.gpus_per_worker else ""
     return (
-        f"{configs} configuration(s) x {len(sweep.folds)} fold(s) ({sweep.search} search), "
+        (f"recipe {sweep.recipe}, " if sweep.recipe else "")
+        + f"{configs} configuration(s) x {len(sweep.folds)} fold(s) ({sweep.search} search), "
         f"{plan.spec.train.epochs} epoch(s) max, {sweep.workers_per_trial} worker(s)/trial "
         f"x ({sweep.cpus_per_worker:g} CPU{gpu}), "
         + ("trained in the trial process" if in_trial(plan) else "a Ray Train worker group per trial")

@@ -59,7 +59,8 @@ def _tune_final_results(experiment_dir: Path) -> dict[tuple[str, int], float]:
 
 @pytest.mark.slow
 def test_sweep_logs_the_run_tree_and_agrees_with_tune(ray_local, tiny_dataset_root, mlflow_server, tmp_path, capsys):
-    args = _sweep_args(tiny_dataset_root, tmp_path, mlflow_server, "e2e", "e2e-tree")
+    # Through the reference recipe (its search space replaced by the flags): its name is logged.
+    args = ["--recipe", "reference", *_sweep_args(tiny_dataset_root, tmp_path, mlflow_server, "e2e", "e2e-tree")]
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "Cross-validation results of sweep e2e" in out and f"open {mlflow_server}" in out
@@ -71,6 +72,7 @@ def test_sweep_logs_the_run_tree_and_agrees_with_tune(ray_local, tiny_dataset_ro
     for key in ("us8k.dataset_fingerprint", "us8k.feature_cache_keys", "us8k.git_commit", "us8k.ray_resources"):
         assert tags.get(key), key
     assert sweep_run.data.params["sweep.folds"] == str(list(FOLDS))
+    assert tags["us8k.recipe"] == "reference" and sweep_run.data.params["sweep.recipe"] == "reference"
 
     configs = _runs(client, "e2e-tree", "e2e", "config")
     folds = _runs(client, "e2e-tree", "e2e", "fold")
