@@ -1,7 +1,7 @@
-"""python -m features.synthetic --out DIR --preset tiny|demo|bench [--seed N] [--clips-per-class-fold N]
+"""python -m features.synthetic --out DIR --preset tiny|demo|bench|shifted|tiny-shifted [--seed N] [--clips-per-class-fold N]
 
 Expected runtime (one core, serial): tiny (200 clips, ~160 MB) about 4 s, demo (300 clips,
-~240 MB) about 7 s, bench (500 clips, ~370 MB) about 10 s.
+~240 MB) about 7 s, bench (500 clips, ~370 MB) about 10 s; shifted as bench, tiny-shifted as tiny.
 """
 
 from __future__ import annotations

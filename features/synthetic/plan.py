@@ -40,8 +40,13 @@ class SyntheticPreset:
     salience_foreground_prob: float = 0.65
     interferer_prob: float = 0.3
     peak_dbfs: tuple[float, float] = (-20.0, -1.0)
+    # (fold, factor) pairs: every sound event of that fold plays ``factor`` times faster, as if
+    # its source were higher and quicker (a tape-speed change: pitch x factor, i.e.
+    # 12 log2(factor) semitones, and tempo x factor); its background does not change.
+    fold_speed: tuple[tuple[int, float], ...] = ()
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "fold_speed", _fold_speed(self.fold_speed))
         for name in ("snr_db_foreground", "snr_db_background", "peak_dbfs"):
             value = tuple(float(v) for v in getattr(self, name))
             if len(value) != 2 or value[0] > value[1]:
@@ -74,19 +79,50 @@ class SyntheticPreset:
                 )
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data = {
             k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()
         }
+        data["fold_speed"] = [list(pair) for pair in self.fold_speed]
+        if not self.fold_speed:  # presets without it keep their dataset marker (and cache)
+            del data["fold_speed"]
+        return data
+
+    def speed(self, fold: int) -> float:
+        """The speed factor of ``fold``'s sound events (1.0: as drawn)."""
+        return dict(self.fold_speed).get(fold, 1.0)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SyntheticPreset:
         return from_dict_strict(cls, data)
 
 
+def _fold_speed(pairs: Any) -> tuple[tuple[int, float], ...]:
+    """(fold, factor) pairs checked: folds 1..10, each once; factors in [0.5, 2], not 1."""
+    try:
+        out = tuple((int(fold), float(factor)) for fold, factor in pairs)
+    except (TypeError, ValueError):
+        raise ValueError(f"SyntheticPreset.fold_speed must be (fold, factor) pairs, got {pairs!r}") from None
+    folds = [fold for fold, _ in out]
+    if any(fold not in FOLDS for fold in folds) or len(set(folds)) != len(folds):
+        raise ValueError(f"SyntheticPreset.fold_speed: folds must be distinct, in 1..10, got {folds}")
+    if any(not 0.5 <= factor <= 2.0 or factor == 1.0 for _, factor in out):
+        raise ValueError(f"SyntheticPreset.fold_speed: factors must be in [0.5, 2] and not 1, got {out}")
+    return tuple(sorted(out))
+
+
+# ``shifted``: the evidence set for offline augmentation (benchmarks/augmentation_effect.py).
+# Fold 1's events are 4 semitones higher and 26% faster than drawn, fold 2's 4 semitones
+# lower and 21% slower; every other fold is as in ``bench``. A model tested on fold 1 or 2
+# never trained on a sound shifted that way (``tiny-shifted``: the same, 2 clips per class
+# and fold, for smoke tests).
+SHIFT_SEMITONES = 4.0
+_SHIFTS = ((1, 2 ** (SHIFT_SEMITONES / 12)), (2, 2 ** (-SHIFT_SEMITONES / 12)))
 PRESETS: dict[str, SyntheticPreset] = {
     "tiny": SyntheticPreset(name="tiny", clips_per_class_fold=2),
     "demo": SyntheticPreset(name="demo", clips_per_class_fold=3),
     "bench": SyntheticPreset(name="bench", clips_per_class_fold=5),
+    "shifted": SyntheticPreset(name="shifted", clips_per_class_fold=5, fold_speed=_SHIFTS),
+    "tiny-shifted": SyntheticPreset(name="tiny-shifted", clips_per_class_fold=2, fold_speed=_SHIFTS),
 }
 
 

@@ -95,9 +95,12 @@ def render_recording(
     sr, ch = rec.fmt.samplerate, rec.fmt.channels
     level_db = rng.uniform(*preset.peak_dbfs)
     out = []
+    # A fold's speed factor: the event is rendered at sr / factor and written at sr, so every
+    # frequency is x factor and every duration / factor, in the same n samples.
+    render_sr = round(sr / preset.speed(rec.fold))
     for occ in rec.occurrences:
         n = sum(s.frames for s in occ)
-        event = chosen.render(params, n, sr, rng)
+        event = chosen.render(params, n, render_sr, rng)
         event = _to_channels(event / _rms(event), ch, sr, rng)
         lo, hi = preset.snr_db_foreground if occ[0].salience == 1 else preset.snr_db_background
         snr_db = rng.uniform(lo, hi)

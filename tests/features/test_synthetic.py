@@ -294,7 +294,7 @@ def test_cli_writes_a_dataset_and_prints_a_summary(tmp_path, capsys):
 
 def test_presets_and_their_sizes():
     sizes = {name: p.clips_per_class_fold for name, p in synthetic.PRESETS.items()}
-    assert sizes == {"tiny": 2, "demo": 3, "bench": 5}
+    assert sizes == {"tiny": 2, "demo": 3, "bench": 5, "shifted": 5, "tiny-shifted": 2}
     demo = synthetic.PRESETS["demo"]
     assert synthetic.SyntheticPreset.from_dict(demo.to_dict()) == demo
     with pytest.raises(ValueError, match="unknown key"):
