@@ -1,68 +1,72 @@
-"""python -m benchmarks.training [--epochs 3] [--warmup 1] [--samples 1536] [--batch-size 128] [--workers 1 2]
-       python -m benchmarks.training --augmentation [SETTING ...]   (augmentation rows instead)
+"""python -m benchmarks.training [--epochs 3] [--warmup 1] [--samples 1536] [--batch-size 128]
+       [--workers 1 2] [--cpus-per-worker C] [--nodes N] [--gpus-per-worker G]
+       [--mixed-precision auto|on|off] [--jit-compile] [--lr-scaling none|linear] [--json PATH]
+       [--no-in-trial] [--no-micro]
+       python -m benchmarks.training --factors [NAME ...]         (one factor at a time; benchmarks/factors.py)
+       python -m benchmarks.training --augmentation [SETTING ...] (augmentation rows; benchmarks/augment_training.py)
+       any of them with --smoke-test: a tiny run for the test suite (~1 minute)
 
-Training throughput benchmark (not a test). Runtime: about 4-6 minutes on 2 cores with the
-defaults (4 epochs of ~1,500 clips per method, plus Ray worker start-up). With
-``--augmentation`` it measures on-the-fly augmentation instead (one in-process row per
-setting, ratio against un-augmented; ``benchmarks/augment_training.py``), ~8 minutes for all.
+Training throughput benchmark (not a test). Runtime: about 5-7 minutes on 2 idle cores with the
+defaults (4 epochs of ~1,500 clips per method, plus Ray start-up); ``--factors``: 25-35 minutes.
 
 Measures, in one run, on the same features, split, model and epochs:
 
 1. plain tf_keras ``model.fit`` in this process (the reference CNN, ``TrainConfig()``'s Adam,
-   numpy arrays, batch ``--batch-size``), TensorFlow's thread pools sized to the CPUs of
-   the machine, as the loop sizes them (intra = CPUs, inter = max(2, CPUs));
-2. Ray Train with each ``--workers`` count N (``orchestration.train_fold``, TensorflowTrainer,
-   MultiWorkerMirroredStrategy), every worker reserving CPUs // N CPUs, so 1 worker gets the
-   whole machine, the same compute as the plain run. ``--batch-size`` is per worker, as in
-   the project (N workers step through N x batch clips).
+   numpy arrays, batch ``--batch-size``), thread pools and op determinism as the train loop
+   sets them (``model/runtime.py``): the baseline;
+2. the conv micro-benchmark (``benchmarks/conv_micro.py``, a fresh process): the network's
+   convolutions alone in pure TensorFlow, for the limit lines;
+3. ``in-trial``: one Ray Tune trial of the sweep's default shape (the loop in the trial
+   process, holding every CPU; ``benchmarks/training_ray.py``);
+4. Ray Train with each ``--workers`` count N (``orchestration.train_fold``), each worker
+   reserving ``--cpus-per-worker`` CPUs (default: the CPUs // N, so 1 worker has the whole
+   machine, the same compute as the plain run). ``--batch-size`` is per worker (N workers step
+   through N x batch clips). ``--nodes N`` runs these rows on a ``ray.cluster_utils.Cluster``
+   of N nodes sharing the CPUs (the workers spread over them); a row of N workers is compared
+   with the 1-worker row of the same CPUs per worker: the step-time difference is the
+   all-reduce and synchronisation cost per step.
 
 samples/s is the training phase only (epoch start to the start of validation, the rule the
-train loop uses for its ``samples_per_second``), over the epochs after ``--warmup`` (the
-first includes graph tracing and, under Ray, collective set-up): total samples / total
-seconds. wall s is end to end: for plain, TensorFlow import (if not yet imported), model
-build, fit (all epochs, with validation) and test evaluation; for Ray, the whole
-``train_fold`` call (features put, controller and worker start-up, TensorFlow import in the
-workers, fit, final evaluation and checkpoint). Ray is started after the plain run (its
-start-up processes would otherwise compete with it) and is not in any wall time.
+train loop uses for its ``samples_per_second``), over the epochs after ``--warmup``: total
+samples / total seconds. wall s is end to end (for plain: model build, fit, test evaluation;
+for Ray rows the whole call: start-up, fit, final evaluation and checkpoint). Ray is started
+after the plain run and is not in any wall time. Then the limit: the network's training FLOPs
+per sample (``model/flops.py``), each row's GFLOP/s against the machine's peak (cores x clock
+x FP32 FLOPs per cycle from the CPU flags, ``benchmarks/machine.py``'s ``PEAK_TABLE``) and
+against the micro-benchmark.
 
-Features: a seeded synthetic FeatureSet of random 40 x 174 log-mel-like arrays, not the
-synthetic audio dataset: the CNN's cost per clip does not depend on the values, and the
-``demo`` audio set (300 clips) would need extracting (tens of seconds of Ray tasks on a
-shared machine) and tiling 5x to reach ~1,500 training clips anyway. Each clip is its own
-recording; fold 1 (a few clips per class) is the test fold, and the loop's split takes ~10%
-of the rest for validation.
-
-``RAY_TRAIN_HEALTH_CHECK_INTERVAL_S`` is set to 0.25 (unless already set) before Ray starts:
-Train V2's controller polls workers every 2 s by default, and a worker's report blocks
-until the previous one was consumed, so slow polling would stretch short epochs and the
-final report; the variable is restored on exit.
-
-The reference demo's published figures (their hardware, ~7,000 training clips per epoch)
-are printed beside ours converted to seconds per 7,000-clip epoch.
+Features: a seeded synthetic FeatureSet of random 40 x 174 log-mel-like arrays: the CNN's cost
+per clip does not depend on the values. Fold 1 is the test fold, and the loop's split takes
+~10% of the rest for validation. ``RAY_TRAIN_HEALTH_CHECK_INTERVAL_S`` is 0.25 (unless set)
+while the benchmark runs, as the sweep sets it. The reference demo's published figures (their
+hardware, ~7,000 training clips per epoch) are printed beside ours in s/epoch at 7,000 clips.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import math
 import os
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 import numpy as np
 
 from benchmarks.machine import describe
+from benchmarks.training_result import MethodResult
 from features.argtypes import positive_int
 from features.featureset import FeatureSet
 from features.us8k import NUM_CLASSES
-from model.config import TrainConfig
+from model.config import LR_SCALINGS, MIXED_PRECISION_MODES, TrainConfig
 from model.data import prepare_fold
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+__all__ = ["MethodResult", "main", "make_bench_featureset", "prepare_arrays"]
 
 HEALTH_CHECK_ENV = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"
 HEALTH_CHECK_INTERVAL_S = "0.25"
@@ -71,36 +75,14 @@ TEST_CLIPS_PER_CLASS = 2
 BANDS, FRAMES = 40, 174
 DEMO_EPOCH_CLIPS = 7000
 DEMO_SECONDS_PER_EPOCH = (("CPU", 60.0), ("1 GPU", 2.0), ("2 GPUs", 1.0))
-TARGET_RATIO = 0.9
-
-
-@dataclass(frozen=True)
-class MethodResult:
-    """One benchmarked method: per-epoch training-phase rates (warm-up epochs first)."""
-
-    name: str
-    epoch_rates: tuple[float, ...]
-    warmup: int
-    wall_seconds: float
-    samples_per_epoch: int
-    details: dict[str, object] = field(default_factory=dict)
-
-    @property
-    def steady_rates(self) -> tuple[float, ...]:
-        # With fewer epochs than warm-up + 1, the warm-up epochs are all there is.
-        return self.epoch_rates[self.warmup :] or self.epoch_rates
-
-    @property
-    def samples_per_second(self) -> float:
-        """Total samples / total seconds over the steady epochs (equal samples per epoch)."""
-        rates = [r for r in self.steady_rates if r > 0]
-        return len(rates) / sum(1.0 / r for r in rates) if rates else 0.0
+TARGET_RATIO = 0.95
+SMOKE = {"epochs": 1, "warmup": 1, "samples": 64, "batch_size": 8, "frames": 44}
 
 
 # --------------------------------------------------------------------------- features
 
 
-def make_bench_featureset(train_samples: int, seed: int = 0) -> FeatureSet:
+def make_bench_featureset(train_samples: int, seed: int = 0, frames: int = FRAMES) -> FeatureSet:
     """Seeded random clips sized so the loop's split leaves ~``train_samples`` training rows
     (at least 90: every class needs 10 non-test clips for one to go to validation)."""
     if train_samples < NUM_CLASSES:
@@ -115,7 +97,7 @@ def make_bench_featureset(train_samples: int, seed: int = 0) -> FeatureSet:
         folds += [TEST_FOLD] * TEST_CLIPS_PER_CLASS
         folds += [2 + i % 9 for i in range(pool_per_class)]  # folds 2..10
     n = len(labels)
-    features = rng.normal(-40.0, 20.0, size=(n, BANDS, FRAMES)).astype(np.float32)
+    features = rng.normal(-40.0, 20.0, size=(n, BANDS, frames)).astype(np.float32)
     return FeatureSet(
         features=features,
         labels=np.asarray(labels, dtype=np.int64),
@@ -140,52 +122,43 @@ def run_plain(arrays: dict[str, np.ndarray], config: TrainConfig, cpus: int) -> 
     import tensorflow as tf
     import tf_keras as keras
 
+    from model import runtime
+    from model.cnn import build_cnn, compile_model
+    from model.flops import training_flops_per_sample
+
     threads = _set_tf_threads(tf, cpus)
     keras.utils.set_random_seed(config.seed)
-    if config.deterministic:
-        tf.config.experimental.enable_op_determinism()  # as the loop does
-
-    from model.cnn import build_cnn, compile_model
-
+    runtime.set_determinism(tf, config.deterministic)  # as the loop does
+    gpus = tf.config.list_physical_devices("GPU")
     # Whole batches only, as the loop's drop_remainder pipeline.
     usable = len(arrays["y_train"]) // config.batch_size * config.batch_size
     if usable == 0:
-        raise ValueError(
-            f"{len(arrays['y_train'])} training clips, fewer than one batch of {config.batch_size}"
-        )
-    model = compile_model(build_cnn(arrays["x_train"].shape[1:], NUM_CLASSES, config), config)
+        raise ValueError(f"{len(arrays['y_train'])} training clips, fewer than one batch of {config.batch_size}")
+    network = build_cnn(arrays["x_train"].shape[1:], NUM_CLASSES, config,
+                        mixed_precision=config.use_mixed_precision(bool(gpus)))
+    model = compile_model(network, config)
     timer = _TrainPhaseTimer()
-    model.fit(
-        arrays["x_train"][:usable],
-        arrays["y_train"][:usable],
-        batch_size=config.batch_size,
-        epochs=config.epochs,
-        validation_data=(arrays["x_val"], arrays["y_val"]),
-        shuffle=True,
-        callbacks=[timer.callback(keras)],
-        verbose=0,
-    )
+    model.fit(arrays["x_train"][:usable], arrays["y_train"][:usable], batch_size=config.batch_size,
+              epochs=config.epochs, validation_data=(arrays["x_val"], arrays["y_val"]), shuffle=True,
+              callbacks=[timer.callback(keras)], verbose=0)
     model.evaluate(arrays["x_test"], arrays["y_test"], batch_size=256, verbose=0)
+    device = f"{len(gpus)} GPU" if gpus else f"{cpus} CPU"
     return MethodResult(
-        name=f"plain tf_keras fit ({cpus} CPU)",
+        name=f"plain tf_keras fit ({device})",
         epoch_rates=tuple(usable / s for s in timer.train_seconds),
         warmup=0,  # set by the caller
         wall_seconds=time.perf_counter() - start,
         samples_per_epoch=usable,
-        details={"tf_threads": threads},
+        details={"tf_threads": threads, "flops_per_sample": training_flops_per_sample(model),
+                 "mixed_precision": config.use_mixed_precision(bool(gpus)), "jit_compile": config.jit_compile},
+        global_batch=config.batch_size,
     )
 
 
 def _set_tf_threads(tf, cpus: int) -> tuple[int, int]:
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(cpus)
-        tf.config.threading.set_inter_op_parallelism_threads(max(2, cpus))
-    except RuntimeError:
-        pass  # TensorFlow already initialised in this process: report what it has
-    return (
-        tf.config.threading.get_intra_op_parallelism_threads(),
-        tf.config.threading.get_inter_op_parallelism_threads(),
-    )
+    from model.runtime import configure_threads, thread_counts
+
+    return configure_threads(tf, *thread_counts(cpus))
 
 
 class _TrainPhaseTimer:
@@ -213,165 +186,139 @@ class _TrainPhaseTimer:
         self._test()  # no validation this epoch
 
 
-# --------------------------------------------------------------------------- Ray Train
-
-
-def run_ray(
-    features_ref, config: TrainConfig, workers: int, cpus: int, train_rows: int, storage: str
-) -> MethodResult:
-    """One train_fold call; per-epoch rates from the final checkpoint's report history."""
-    from model.checkpoints import load_report
-    from orchestration.train_fold import RunSettings, WorkerResources, train_fold
-
-    cpus_per_worker = cpus // workers
-    if cpus_per_worker < 1:
-        raise ValueError(f"--workers {workers}: more workers than the {cpus} CPUs available")
-    start = time.perf_counter()
-    result = train_fold(
-        features_ref,
-        TEST_FOLD,
-        config,
-        WorkerResources(workers=workers, cpus=float(cpus_per_worker)),
-        RunSettings(storage_path=storage, name=f"bench_{workers}w"),
-    )
-    wall = time.perf_counter() - start
-    if result.error is not None:
-        raise RuntimeError(f"Ray Train with {workers} worker(s) failed: {result.error}")
-    with result.checkpoint.as_directory() as directory:
-        report = load_report(directory)
-    global_batch = config.batch_size * workers
-    plural = "s" if workers > 1 else ""
-    return MethodResult(
-        name=f"Ray Train {workers} worker{plural} x {cpus_per_worker} CPU",
-        epoch_rates=tuple(h["samples_per_second"] for h in report["history"]),
-        warmup=0,
-        wall_seconds=wall,
-        samples_per_epoch=train_rows // global_batch * global_batch,
-        details={
-            "epoch_seconds": [round(h["epoch_seconds"], 2) for h in report["history"]],
-            "phases": report["phase_seconds_last_attempt"],
-            # Time inside the fit phase but outside every epoch: dataset distribution before
-            # the first, per-epoch reports and checkpoints, iterator teardown after the last.
-            "fit_outside_epochs_s": round(
-                report["phase_seconds_last_attempt"].get("fit", 0.0)
-                - sum(h["epoch_seconds"] for h in report["history"]),
-                2,
-            ),
-        },
-    )
-
-
-def _start_ray(cpus: int) -> bool:
-    """Starts local Ray unless it is running; True if this call started it."""
-    import ray
-
-    if ray.is_initialized():
-        return False
-    ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    return True
-
-
-# --------------------------------------------------------------------------- run and report
-
-
-def run(
-    *, epochs: int, warmup: int, samples: int, batch_size: int, workers: Sequence[int], seed: int
-) -> dict[str, object]:
-    cpus = len(os.sched_getaffinity(0))
-    config = TrainConfig(
-        batch_size=batch_size, epochs=warmup + epochs, checkpoint_every=0, seed=seed
-    )
-    featureset = make_bench_featureset(samples, seed)
-    arrays = prepare_arrays(featureset, config)
-    load_before = os.getloadavg()
-    results = [_with_warmup(run_plain(arrays, config, cpus), warmup)]
-
-    import ray
-
-    started = _start_ray(cpus)
-    ray_cpus = int(ray.cluster_resources().get("CPU", cpus))
-    try:
-        features_ref = ray.put(featureset)
-        with tempfile.TemporaryDirectory(prefix="us8k_bench_") as storage:
-            for n in workers:
-                result = run_ray(features_ref, config, n, ray_cpus, len(arrays["y_train"]), storage)
-                results.append(_with_warmup(result, warmup))
-    finally:
-        if started:
-            ray.shutdown()
-    return {
-        "results": results,
-        "cpus": cpus,
-        "epochs": epochs,
-        "warmup": warmup,
-        "batch_size": batch_size,
-        "split": {k[2:]: len(v) for k, v in arrays.items() if k.startswith("y_")},
-        "load_before": load_before,
-        "load_after": os.getloadavg(),
-    }
-
-
 def _with_warmup(result: MethodResult, warmup: int) -> MethodResult:
-    return MethodResult(
-        result.name,
-        result.epoch_rates,
-        warmup,
-        result.wall_seconds,
-        result.samples_per_epoch,
-        result.details,
-    )
+    return result.with_warmup(warmup)
+
+
+# --------------------------------------------------------------------------- run
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+    epochs: int = 3
+    warmup: int = 1
+    samples: int = 1536
+    batch_size: int = 128
+    workers: tuple[int, ...] = (1, 2)
+    cpus_per_worker: int | None = None
+    nodes: int = 1
+    gpus_per_worker: float = 0.0
+    mixed_precision: str = "auto"
+    jit_compile: bool = False
+    lr_scaling: str = "none"
+    in_trial: bool = True
+    micro: bool = True
+    seed: int = 0
+    frames: int = FRAMES
+
+    def train_config(self) -> TrainConfig:
+        return TrainConfig(batch_size=self.batch_size, epochs=self.warmup + self.epochs, checkpoint_every=0,
+                           seed=self.seed, mixed_precision=self.mixed_precision, jit_compile=self.jit_compile,
+                           lr_scaling=self.lr_scaling)
+
+
+def run(options: Options) -> dict[str, object]:
+    import ray
+
+    from benchmarks.conv_micro import run_in_subprocess
+    from benchmarks.machine import peak_gflops
+    from benchmarks.training_ray import ray_session, run_in_trial, run_train
+
+    cpus = len(os.sched_getaffinity(0))
+    config = options.train_config()
+    featureset = make_bench_featureset(options.samples, options.seed, options.frames)
+    arrays = prepare_arrays(featureset, config)
+    train_rows = len(arrays["y_train"])
+    load_before = os.getloadavg()
+    results = [run_plain(arrays, config, cpus).with_warmup(options.warmup)]
+    micro = None
+    if options.micro:
+        micro = run_in_subprocess(arrays["x_train"].shape[1:], options.batch_size, cpus,
+                                  steps=5 if options.samples < 256 else 20)
+    with ray_session(cpus, options.nodes) as info, tempfile.TemporaryDirectory(prefix="us8k_bench_") as storage:
+        features_ref = ray.put(featureset)
+        if options.in_trial and options.nodes == 1:
+            row = run_in_trial(features_ref, config, info["cpus_per_node"], options.gpus_per_worker, train_rows, storage)
+            results.append(row.with_warmup(options.warmup))
+        for n in options.workers:
+            per_worker = _cpus_per_worker(options, n, cpus, info)
+            row = run_train(features_ref, config, n, per_worker, options.gpus_per_worker, train_rows, storage,
+                            options.nodes)
+            results.append(row.with_warmup(options.warmup))
+    return {"results": results, "cpus": cpus, "options": options, "micro": micro,
+            "peak": peak_gflops(cpus), "split": {k[2:]: len(v) for k, v in arrays.items() if k.startswith("y_")},
+            "load_before": load_before, "load_after": os.getloadavg()}
+
+
+def _cpus_per_worker(options: Options, workers: int, cpus: int, info: dict) -> int:
+    per_worker = options.cpus_per_worker or max(1, (cpus if options.nodes == 1 else info["cpus_per_node"] * options.nodes)
+                                                // workers)
+    if options.nodes > 1:
+        per_worker = min(per_worker, info["cpus_per_node"])
+    if workers * per_worker > cpus:
+        raise ValueError(f"--workers {workers} x --cpus-per-worker {per_worker} needs {workers * per_worker} CPUs; "
+                         f"this machine has {cpus}")
+    return per_worker
+
+
+# --------------------------------------------------------------------------- report
 
 
 def format_report(report: dict[str, object]) -> str:
+    from benchmarks.limits import limit_lines, scaling_lines
+
     results: list[MethodResult] = report["results"]
+    options: Options = report["options"]
     plain = results[0].samples_per_second
     split = report["split"]
     lines = [
-        f"Reference CNN, 40x{FRAMES}x1 inputs, batch {report['batch_size']} per worker; "
-        f"{report['epochs']} timed epoch(s) after {report['warmup']} warm-up epoch(s).",
+        f"Reference CNN, 40x{options.frames}x1 inputs, batch {options.batch_size} per worker; "
+        f"{options.epochs} timed epoch(s) after {options.warmup} warm-up epoch(s); mixed precision "
+        f"{options.mixed_precision}, XLA {'on' if options.jit_compile else 'off'}.",
         f"Clips: train {split['train']}, validation {split['val']}, test {split['test']}; "
         f"{report['cpus']} CPUs; load average before {_load(report['load_before'])}, "
         f"after {_load(report['load_after'])}.",
         "",
-        f"{'method':<30} {'samples/s':>10} {'vs plain':>9} {'wall s':>8} {'s/epoch@7000':>13}",
+        f"{'method':<44} {'samples/s':>10} {'vs plain':>9} {'wall s':>8} {'s/epoch@7000':>13}",
     ]
     for r in results:
         ratio = r.samples_per_second / plain if plain > 0 else 0.0
         per_epoch = DEMO_EPOCH_CLIPS / r.samples_per_second if r.samples_per_second > 0 else 0.0
-        lines.append(
-            f"{r.name:<30} {r.samples_per_second:>10.1f} {ratio:>8.2f}x "
-            f"{r.wall_seconds:>8.1f} {per_epoch:>13.1f}"
-        )
-    lines += ["", *_target_lines(results, plain), "", *_demo_lines(), "", *_detail_lines(results)]
+        lines.append(f"{r.name:<44} {r.samples_per_second:>10.1f} {ratio:>8.2f}x "
+                     f"{r.wall_seconds:>8.1f} {per_epoch:>13.1f}")
+    lines += ["", *_target_lines(results, plain)]
+    scaling = scaling_lines(results, options.lr_scaling, TrainConfig().learning_rate)
+    lines += ["", *scaling] if scaling else []
+    limit_rows = [(r.name, r.samples_per_second) for r in results]
+    lines += ["", *limit_lines(results[0].details.get("flops_per_sample"), report["peak"], report["micro"], limit_rows)]
+    lines += ["", *_demo_lines(), "", *_detail_lines(results)]
     return "\n".join(lines)
 
 
 def _target_lines(results: list[MethodResult], plain: float) -> list[str]:
-    one = next((r for r in results if r.name.startswith("Ray Train 1 worker ")), None)
-    if one is None or plain <= 0:
-        return [f"target: Ray Train (1 worker) >= {TARGET_RATIO}x plain: not measured"]
-    ratio = one.samples_per_second / plain
-    verdict = "met" if ratio >= TARGET_RATIO else "NOT met"
-    return [f"target: Ray Train (1 worker) >= {TARGET_RATIO}x plain: {verdict} ({ratio:.2f}x)"]
+    lines = []
+    for prefix in ("in-trial", "Ray Train 1 worker "):
+        row = next((r for r in results if r.name.startswith(prefix)), None)
+        if row is None or plain <= 0:
+            continue
+        ratio = row.samples_per_second / plain
+        verdict = "met" if ratio >= TARGET_RATIO else "NOT met"
+        lines.append(f"target: {row.name} >= {TARGET_RATIO}x plain: {verdict} ({ratio:.2f}x)")
+    return lines or [f"target: Ray (1 worker) >= {TARGET_RATIO}x plain: not measured"]
 
 
 def _demo_lines() -> list[str]:
     figures = ", ".join(f"{name} {s:g} s/epoch" for name, s in DEMO_SECONDS_PER_EPOCH)
-    return [
-        f"reference demo, published (their hardware, ~{DEMO_EPOCH_CLIPS:,} training clips "
-        f"per epoch): {figures}; ours above in the s/epoch@7000 column."
-    ]
+    return [f"reference demo, published (their hardware, ~{DEMO_EPOCH_CLIPS:,} training clips "
+            f"per epoch): {figures}; ours above in the s/epoch@7000 column."]
 
 
 def _detail_lines(results: list[MethodResult]) -> list[str]:
     lines = ["per-epoch training samples/s (warm-up epochs in brackets):"]
     for r in results:
-        rates = [f"{x:.1f}" for x in r.epoch_rates]
-        rates = [f"[{x}]" if i < r.warmup else x for i, x in enumerate(rates)]
+        rates = [f"[{x:.1f}]" if i < r.warmup else f"{x:.1f}" for i, x in enumerate(r.epoch_rates)]
         extras = ", ".join(f"{k}={v}" for k, v in r.details.items())
-        lines.append(
-            f"  {r.name}: {' '.join(rates)}; {r.samples_per_epoch} samples/epoch; {extras}"
-        )
+        lines.append(f"  {r.name}: {' '.join(rates)}; {r.samples_per_epoch} samples/epoch; {extras}")
     return lines
 
 
@@ -379,61 +326,98 @@ def _load(values: tuple[float, float, float]) -> str:
     return " ".join(f"{v:.2f}" for v in values)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.training", description="Training throughput benchmark."
-    )
-    parser.add_argument("--epochs", type=positive_int, default=3, help="timed epochs (default 3)")
-    parser.add_argument("--warmup", type=int, default=1, help="untimed first epochs (default 1)")
-    parser.add_argument(
-        "--samples", type=positive_int, default=1536, help="training clips, about (default 1536)"
-    )
-    parser.add_argument(
-        "--batch-size", type=positive_int, default=128, help="per worker (default 128)"
-    )
-    parser.add_argument(
-        "--workers", type=positive_int, nargs="+", default=[1, 2], help="Ray Train worker counts"
-    )
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--augmentation", nargs="*", metavar="SETTING", default=None,
-        help="instead: on-the-fly augmentation rows in this process, no Ray (settings: none "
-        "time_shift masks mixup label_smoothing all; default all six; benchmarks/augment_training.py)",
-    )
-    args = parser.parse_args(argv)
-    if args.warmup < 0:
-        parser.error(f"--warmup must be >= 0, got {args.warmup}")
-    if args.augmentation is not None:
-        return _augmentation_main(args, parser)
+def to_json(report: dict[str, object]) -> dict[str, object]:
+    """The figures as JSON (``--json``; read by ``benchmarks/gpu_table.py``)."""
+    rows = [{"name": r.name, "samples_per_second": r.samples_per_second, "epoch_rates": list(r.epoch_rates),
+             "warmup": r.warmup, "wall_seconds": r.wall_seconds, "workers": r.workers,
+             "global_batch": r.global_batch} for r in report["results"]]
+    return {"rows": rows, "options": dataclasses.asdict(report["options"]), "micro": report["micro"],
+            "peak": report["peak"], "cpus": report["cpus"]}
 
+
+# --------------------------------------------------------------------------- command line
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.training", description="Training throughput benchmark.")
+    p.add_argument("--epochs", type=positive_int, default=None, help="timed epochs (default 3)")
+    p.add_argument("--warmup", type=int, default=None, help="untimed first epochs (default 1)")
+    p.add_argument("--samples", type=positive_int, default=None, help="training clips, about (default 1536)")
+    p.add_argument("--batch-size", type=positive_int, default=None, help="per worker (default 128)")
+    p.add_argument("--workers", type=positive_int, nargs="+", default=None, help="Ray Train worker counts (1 2)")
+    p.add_argument("--cpus-per-worker", type=positive_int, default=None, help="default: the CPUs // workers")
+    p.add_argument("--nodes", type=positive_int, default=1, help="a ray.cluster_utils.Cluster of N nodes")
+    p.add_argument("--gpus-per-worker", type=float, default=0.0)
+    p.add_argument("--mixed-precision", choices=MIXED_PRECISION_MODES, default="auto")
+    p.add_argument("--jit-compile", action="store_true", help="XLA for every row (TrainConfig.jit_compile)")
+    p.add_argument("--lr-scaling", choices=LR_SCALINGS, default="none")
+    p.add_argument("--no-in-trial", action="store_true", help="skip the in-trial row")
+    p.add_argument("--no-micro", action="store_true", help="skip the conv micro-benchmark")
+    p.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--smoke-test", action="store_true", help="tiny run for the test suite")
+    modes = p.add_mutually_exclusive_group()
+    modes.add_argument("--factors", nargs="*", metavar="NAME", default=None,
+                       help="instead: one factor at a time against plain, each row in a fresh process "
+                            "(default all rows; benchmarks/factors.py)")
+    modes.add_argument("--augmentation", nargs="*", metavar="SETTING", default=None,
+                       help="instead: on-the-fly augmentation rows in this process, no Ray (settings: none "
+                            "time_shift masks mixup label_smoothing all; default all six)")
+    return p
+
+
+def options_from(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Options:
+    smoke = SMOKE if args.smoke_test else {}
+    chosen = {k: getattr(args, k) for k in ("epochs", "warmup", "samples", "batch_size") if getattr(args, k) is not None}
+    merged = {**smoke, **chosen}
+    workers = tuple(args.workers) if args.workers else ((1,) if args.smoke_test else (1, 2))
+    if merged.get("warmup", 0) < 0:
+        parser.error(f"--warmup must be >= 0, got {merged['warmup']}")
+    if args.gpus_per_worker < 0:
+        parser.error(f"--gpus-per-worker must be >= 0, got {args.gpus_per_worker}")
+    return Options(workers=workers, cpus_per_worker=args.cpus_per_worker, nodes=args.nodes,
+                   gpus_per_worker=args.gpus_per_worker, mixed_precision=args.mixed_precision,
+                   jit_compile=args.jit_compile, lr_scaling=args.lr_scaling, in_trial=not args.no_in_trial, micro=not args.no_micro,
+                   seed=args.seed, **merged)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    options = options_from(args, parser)
+    if args.augmentation is not None:
+        return _augmentation_main(args, options, parser)
+    if args.factors is not None:
+        from benchmarks.factors import factors_main
+
+        return factors_main(args.factors, options, smoke=args.smoke_test, parser=parser)
+    print(describe(), flush=True)  # first: Ray Tune prints its own lines while the rows run
     previous = os.environ.get(HEALTH_CHECK_ENV)
     os.environ.setdefault(HEALTH_CHECK_ENV, HEALTH_CHECK_INTERVAL_S)
     try:
-        report = run(
-            epochs=args.epochs,
-            warmup=args.warmup,
-            samples=args.samples,
-            batch_size=args.batch_size,
-            workers=args.workers,
-            seed=args.seed,
-        )
+        report = run(options)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     finally:
         if previous is None:
             os.environ.pop(HEALTH_CHECK_ENV, None)
-    print(describe())
     print(format_report(report))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(to_json(report), f, indent=1)
     return 0
 
 
-def _augmentation_main(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+def _augmentation_main(args: argparse.Namespace, options: Options, parser: argparse.ArgumentParser) -> int:
     from benchmarks import augment_training
 
     settings = args.augmentation or list(augment_training.SETTINGS)
     unknown = sorted(set(settings) - set(augment_training.SETTINGS))
     if unknown:
         parser.error(f"--augmentation: unknown setting(s) {unknown}; known: {list(augment_training.SETTINGS)}")
-    report = augment_training.run(epochs=args.epochs, warmup=args.warmup, samples=args.samples,
-                                  batch_size=args.batch_size, seed=args.seed, settings=settings)
+    report = augment_training.run(epochs=options.epochs, warmup=options.warmup, samples=options.samples,
+                                  batch_size=options.batch_size, seed=options.seed, settings=settings)
     print(describe())
     print(augment_training.format_report(report))
     return 0

@@ -84,13 +84,15 @@ def compile_model(
     *,
     initial_loss_scale: float | None = None,
     steps_per_epoch: int | None = None,
+    world_size: int = 1,
 ) -> keras.Model:
     """The configured optimizer + cross-entropy + accuracy, for training.
 
     Labels are integer classIDs (sparse cross-entropy), or, when the config makes soft labels
     (mixup, label smoothing), probability vectors (categorical cross-entropy: the training
     pipeline one-hot encodes every set it feeds ``fit``). ``steps_per_epoch`` is needed by
-    a learning-rate schedule.
+    a learning-rate schedule; ``world_size`` (workers in the run) by ``lr_scaling``.
+    ``config.jit_compile`` compiles the training step with XLA.
     """
     loss = (
         keras.losses.CategoricalCrossentropy()
@@ -103,9 +105,11 @@ def compile_model(
             loss_scale=uses_float16(model),
             initial_loss_scale=initial_loss_scale,
             steps_per_epoch=steps_per_epoch,
+            world_size=world_size,
         ),
         loss=loss,
         metrics=["accuracy"],
+        jit_compile=config.jit_compile,
     )
     return model
 

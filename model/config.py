@@ -14,12 +14,14 @@ MixedPrecision = Literal["auto", "on", "off"]
 Architecture = Literal["reference", "sb-cnn", "vgg-bn"]
 OptimizerName = Literal["adam", "adamw", "sgd"]
 LrSchedule = Literal["constant", "cosine", "onecycle"]
+LrScaling = Literal["none", "linear"]
 
 VARIANTS: tuple[str, ...] = ("reference", "wide", "deep")
 MIXED_PRECISION_MODES: tuple[str, ...] = ("auto", "on", "off")
 ARCHITECTURES: tuple[str, ...] = ("reference", "sb-cnn", "vgg-bn")
 OPTIMIZERS: tuple[str, ...] = ("adam", "adamw", "sgd")
 LR_SCHEDULES: tuple[str, ...] = ("constant", "cosine", "onecycle")
+LR_SCALINGS: tuple[str, ...] = ("none", "linear")
 
 # Smallest (bands, frames) the new networks build for: sb-cnn pools (4, 2) twice with
 # 'same' padding on small inputs, vgg-bn pools (2, 2) three times (model/networks.py).
@@ -84,6 +86,11 @@ class TrainConfig:
     ``freq_mask_width`` bands, ``time_masks`` of up to ``time_mask_width`` frames) and
     ``time_shift`` (a circular roll by up to that many frames either way). Every one is off
     by default.
+
+    ``lr_scaling``: ``none`` (the default) trains every world size at ``learning_rate``;
+    ``linear`` multiplies it by the number of workers (the global batch grows with them:
+    Goyal et al. 2017's linear scaling rule; schedules then peak at the scaled rate).
+    ``jit_compile`` compiles the training step with XLA (``model.compile(jit_compile=True)``).
     """
 
     filters: tuple[int, ...] = (32, 32, 64, 64)
@@ -119,6 +126,8 @@ class TrainConfig:
     time_masks: int = 0
     time_mask_width: int = 0
     time_shift: int = 0
+    lr_scaling: LrScaling = "none"
+    jit_compile: bool = False
 
     def __post_init__(self) -> None:
         self._coerce_numbers()
@@ -136,7 +145,7 @@ class TrainConfig:
             object.__setattr__(self, name, _as_int(name, getattr(self, name)))
         for name in _FLOAT_FIELDS:
             object.__setattr__(self, name, _as_float(name, getattr(self, name)))
-        for name in ("normalise", "deterministic"):
+        for name in ("normalise", "deterministic", "jit_compile"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(
                     f"TrainConfig.{name} must be true or false, got {getattr(self, name)!r}"
@@ -209,6 +218,7 @@ class TrainConfig:
             "applies to optimizer 'sgd' only (Adam's is beta_1)",
             self.momentum,
         )
+        _require(self.lr_scaling in LR_SCALINGS, "lr_scaling", f"must be one of {LR_SCALINGS}", self.lr_scaling)
         _require(
             self.lr_schedule in LR_SCHEDULES, "lr_schedule", f"must be one of {LR_SCHEDULES}", self.lr_schedule
         )
@@ -304,6 +314,12 @@ class TrainConfig:
         """Filter counts actually built: ``filters`` doubled for the wide variant."""
         factor = 2 if self.variant == "wide" else 1
         return tuple(f * factor for f in self.filters)
+
+    def scaled_learning_rate(self, world_size: int) -> float:
+        """The peak learning rate of a run of ``world_size`` workers (``lr_scaling``)."""
+        if world_size < 1:
+            raise ValueError(f"world_size must be >= 1, got {world_size!r}")
+        return self.learning_rate * (world_size if self.lr_scaling == "linear" else 1)
 
     def use_mixed_precision(self, use_gpu: bool) -> bool:
         return self.mixed_precision == "on" or (self.mixed_precision == "auto" and use_gpu)

@@ -72,10 +72,12 @@ class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
                 "div": self.div, "final_div": self.final_div}
 
 
-def learning_rate(config: TrainConfig, steps_per_epoch: int | None):
-    """A float (``constant``) or a LearningRateSchedule over ``config.epochs`` epochs."""
+def learning_rate(config: TrainConfig, steps_per_epoch: int | None, world_size: int = 1):
+    """A float (``constant``) or a LearningRateSchedule over ``config.epochs`` epochs, peaking
+    at ``config.scaled_learning_rate(world_size)`` (``lr_scaling``)."""
+    peak = config.scaled_learning_rate(world_size)
     if config.lr_schedule == "constant":
-        return config.learning_rate
+        return peak
     if not steps_per_epoch or steps_per_epoch < 1:
         raise ValueError(
             f"lr_schedule {config.lr_schedule!r} needs the steps per epoch (a positive integer), "
@@ -85,11 +87,11 @@ def learning_rate(config: TrainConfig, steps_per_epoch: int | None):
     warmup = round(config.warmup_epochs * steps_per_epoch)
     if config.lr_schedule == "cosine":
         if warmup == 0:
-            return keras.optimizers.schedules.CosineDecay(config.learning_rate, total)
+            return keras.optimizers.schedules.CosineDecay(peak, total)
         return keras.optimizers.schedules.CosineDecay(
-            0.0, max(1, total - warmup), warmup_target=config.learning_rate, warmup_steps=warmup
+            0.0, max(1, total - warmup), warmup_target=peak, warmup_steps=warmup
         )
-    return OneCycle(config.learning_rate, total, min(max(1, warmup), total - 1))
+    return OneCycle(peak, total, min(max(1, warmup), total - 1))
 
 
 def make_optimizer(
@@ -98,10 +100,12 @@ def make_optimizer(
     steps_per_epoch: int | None = None,
     loss_scale: bool = False,
     initial_loss_scale: float | None = None,
+    world_size: int = 1,
 ) -> keras.optimizers.Optimizer:
     """The configured optimizer; wrapped for dynamic loss scaling under float16, starting at
-    ``initial_loss_scale`` (a resumed run's saved scale) or Keras's default 2**15."""
-    rate = learning_rate(config, steps_per_epoch)
+    ``initial_loss_scale`` (a resumed run's saved scale) or Keras's default 2**15.
+    ``world_size``: workers in the run, for ``lr_scaling``."""
+    rate = learning_rate(config, steps_per_epoch, world_size)
     if config.optimizer == "adam":
         optimizer = keras.optimizers.Adam(learning_rate=rate, beta_1=config.beta_1, beta_2=config.beta_2)
     elif config.optimizer == "adamw":

@@ -36,6 +36,9 @@ def make_dataset(
     config: TrainConfig | None = None,
     num_classes: int | None = None,
     first_step: int = 0,
+    prefetch: bool = True,
+    autotune: bool = True,
+    shard_policy: str = "DATA",
 ):
     """In-memory tf.data pipeline of *global* batches, sharded per worker by DATA.
 
@@ -50,6 +53,9 @@ def make_dataset(
     ``config``: its augmentation applies to training batches (batch numbers counted from
     ``first_step``, so a resumed run draws what the uninterrupted one would have at that
     step); with soft labels, labels become one-hot over ``num_classes`` in every set.
+
+    ``prefetch``, ``autotune`` and ``shard_policy`` (a ``tf.data.experimental.AutoShardPolicy``
+    name) are the loop's defaults; the training benchmark changes them one at a time.
     """
     if config is not None and config.soft_labels:
         if not num_classes:
@@ -73,5 +79,7 @@ def make_dataset(
             deterministic=True,
         )
     options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    return ds.prefetch(tf.data.AUTOTUNE).with_options(options)
+    options.experimental_distribute.auto_shard_policy = getattr(tf.data.experimental.AutoShardPolicy, shard_policy)
+    if not autotune:
+        options.autotune.enabled = False
+    return (ds.prefetch(tf.data.AUTOTUNE) if prefetch else ds).with_options(options)

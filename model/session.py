@@ -63,6 +63,8 @@ class TrainSession:
         return ray.train.get_checkpoint()
 
     def broadcast(self, value: Any) -> Any:
+        if self.world_size == 1:  # nothing to agree on: no round trip through Train's sync actor
+            return value
         from ray.train.collective import broadcast_from_rank_zero
 
         return broadcast_from_rank_zero(value)

@@ -3,9 +3,10 @@ also run directly by a Ray Tune trial that trains in its own process (``session=
 ``model.session``: the same loop, reporting through ``ray.tune``).
 
 One fold: split (test fold held out, grouped validation from the training folds), normalise
-with training-only statistics, train the CNN under MultiWorkerMirroredStrategy, report every
-epoch, checkpoint (``model.checkpoints``), stop early, then evaluate the test fold once with
-the best-epoch weights.
+with training-only statistics, train the CNN (under MultiWorkerMirroredStrategy with several
+workers, the default strategy with one: ``model/runtime.py``), report every epoch,
+checkpoint (``model.checkpoints``), stop early, then evaluate the test fold once with the
+best-epoch weights.
 
 Reports: every worker calls ``ray.train.report`` once per epoch (V2 treats it as a barrier)
 with rank 0's numbers (broadcast), and only rank 0 attaches checkpoints; Ray keeps rank 0's
@@ -140,6 +141,7 @@ class Attempt:
     state: ckpt.TrainState
     best_weights: list[np.ndarray] | None
     session: Any  # model.session.TrainSession | TuneSession
+    runtime: dict[str, Any]  # model.runtime.describe: threads, strategy, determinism in force
 
     @property
     def rank(self) -> int:
@@ -193,7 +195,11 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     settings = LoopSettings.from_loop_config(config)
     session = open_session(settings.session)
     tf, keras = _import_tensorflow(settings.intra_op_threads, settings.train_config)
-    strategy = _make_strategy(tf)
+    from model import runtime
+
+    # One worker trains under the default strategy, even in a Ray Train group (model/runtime.py).
+    strategy = runtime.make_strategy(tf, session.world_size)
+    in_force = runtime.describe(tf, runtime.strategy_kind(session.world_size))
     timer.mark("tensorflow_and_strategy")
 
     fold = prepare_fold(_resolve_features(settings.features), settings.test_fold, settings.train_config)
@@ -209,6 +215,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         resumed.state if resumed else ckpt.TrainState(),
         resumed.best_weights if resumed else None,
         session,
+        in_force,
     )
     attempt.state.attempt_start_epochs.append(attempt.state.epoch)
     timer.mark("data_model_restore")
@@ -250,28 +257,17 @@ def _import_tensorflow(intra_op_threads: int | None, train_config: TrainConfig):
     import tensorflow as tf
     import tf_keras as keras
 
+    from model import runtime
+
     if intra_op_threads:
-        # Size TF's pools to the CPUs Ray reserved, not to the whole machine.
-        try:
-            tf.config.threading.set_intra_op_parallelism_threads(int(intra_op_threads))
-            tf.config.threading.set_inter_op_parallelism_threads(max(2, int(intra_op_threads)))
-        except RuntimeError:
-            pass  # TF already initialised in this process (an earlier run here): keep its pools
+        # Size TF's pools to the CPUs Ray reserved, not to the whole machine (model/runtime.py).
+        runtime.configure_threads(tf, *runtime.thread_counts(intra_op_threads))
     # A process that trains one run after another (a reused Tune trial process, Train's local
     # mode) starts each from a clean Keras state and frees the previous run's model.
     keras.backend.clear_session()
     keras.utils.set_random_seed(train_config.seed)
-    if train_config.deterministic:
-        tf.config.experimental.enable_op_determinism()
+    runtime.set_determinism(tf, train_config.deterministic)
     return tf, keras
-
-
-def _make_strategy(tf):
-    """MultiWorkerMirroredStrategy under Ray Train workers (their backend sets TF_CONFIG);
-    the default strategy in Train's local mode (num_workers=0), where there is no cluster."""
-    if "TF_CONFIG" in os.environ:
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    return tf.distribute.get_strategy()
 
 
 def _resolve_features(features: Any) -> FeatureSet:
@@ -311,7 +307,7 @@ def _build_model(strategy, fold: PreparedFold, settings: LoopSettings, loss_scal
     with strategy.scope():
         network = build_network(fold.input_shape, len(settings.class_names), config, mixed_precision=mixed)
         model = compile_model(network, config, initial_loss_scale=(loss_scale or {}).get("scale"),
-                              steps_per_epoch=steps_per_epoch)
+                              steps_per_epoch=steps_per_epoch, world_size=world_size)
         # Built now, not at the first step, so a checkpoint's slots can be restored into it.
         model.optimizer.build(model.trainable_variables)
     return model
@@ -461,6 +457,7 @@ def _summary(attempt: Attempt, test_loss: float, report: dict[str, Any] | None, 
         "stopped_early": state.stopped_early,
         "attempt_start_epochs": state.attempt_start_epochs,
         "phase_seconds_last_attempt": timer.seconds,
+        "runtime": attempt.runtime,
         "history": state.history,
         "test": report,
     }

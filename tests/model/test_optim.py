@@ -31,6 +31,21 @@ def test_constant_is_the_plain_rate_and_schedules_need_steps_per_epoch():
         learning_rate(TrainConfig(lr_schedule="cosine"), None)
 
 
+def test_linear_lr_scaling_scales_the_rate_and_the_schedules_peak_by_world_size():
+    linear = TrainConfig(learning_rate=1e-3, lr_scaling="linear")
+    assert learning_rate(linear, None, world_size=2) == pytest.approx(2e-3)
+    assert learning_rate(linear.replace(lr_scaling="none"), None, world_size=2) == 1e-3
+    optimizer = make_optimizer(linear, world_size=3)
+    assert float(keras.backend.get_value(optimizer.learning_rate)) == pytest.approx(3e-3)
+    cosine = linear.replace(lr_schedule="cosine", warmup_epochs=1, epochs=4)
+    assert rates(learning_rate(cosine, 10, world_size=2), [10]) == pytest.approx([2e-3])
+
+
+def test_jit_compile_reaches_the_compiled_model():
+    assert compile_model(build_network(SHAPE, 10, TrainConfig(jit_compile=True)), TrainConfig(jit_compile=True)).jit_compile
+    assert not compile_model(build_network(SHAPE, 10, TrainConfig()), TrainConfig()).jit_compile
+
+
 def test_cosine_warms_up_linearly_then_decays_to_zero():
     config = TrainConfig(lr_schedule="cosine", warmup_epochs=2, epochs=10, learning_rate=0.1)
     schedule = learning_rate(config, 5)  # 50 steps, 10 of warm-up, 40 of decay

@@ -77,11 +77,24 @@ def test_unknown_key_is_rejected_by_name():
         ({"time_mask_width": -3}, "time_mask_width"),
         ({"time_masks": 1.5}, "time_masks"),
         ({"time_shift": -4}, "time_shift"),
+        ({"lr_scaling": "sqrt"}, "lr_scaling"),
+        ({"jit_compile": "yes"}, "jit_compile"),
     ],
 )
 def test_invalid_values_name_the_field(changes, field):
     with pytest.raises(ValueError, match=f"TrainConfig.{field}"):
         TrainConfig(**changes)
+
+
+def test_lr_scaling_multiplies_the_rate_by_the_workers_only_when_linear():
+    assert TrainConfig().lr_scaling == "none" and TrainConfig().jit_compile is False
+    assert TrainConfig(learning_rate=1e-3).scaled_learning_rate(4) == 1e-3
+    assert TrainConfig(learning_rate=1e-3, lr_scaling="linear").scaled_learning_rate(4) == pytest.approx(4e-3)
+    assert TrainConfig(learning_rate=1e-3, lr_scaling="linear").scaled_learning_rate(1) == 1e-3
+    with pytest.raises(ValueError, match="world_size must be >= 1"):
+        TrainConfig().scaled_learning_rate(0)
+    tuned = TrainConfig(lr_scaling="linear", jit_compile=True)
+    assert TrainConfig.from_dict(json.loads(json.dumps(tuned.to_dict()))) == tuned
 
 
 def test_wide_variant_doubles_filters_and_mixed_precision_modes():

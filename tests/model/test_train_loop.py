@@ -51,6 +51,21 @@ def test_training_pipeline_reshuffles_whole_batches_and_evaluation_keeps_every_r
     assert evaluation == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
 
 
+def test_the_loop_compiles_with_the_learning_rate_its_world_size_scales_to():
+    import tensorflow as tf
+    import tf_keras as keras
+
+    from model.data import prepare_fold
+    from model.train_loop import _build_model
+
+    features = make_toy_featureset(frames=24)
+    for scaling, expected in (("linear", 2e-3), ("none", 1e-3)):
+        config = FAST.replace(learning_rate=1e-3, lr_scaling=scaling)
+        fold = prepare_fold(features, 2, config)
+        model = _build_model(tf.distribute.get_strategy(), fold, LoopSettings(features, 2, config), None, world_size=2)
+        assert float(keras.backend.get_value(model.optimizer.learning_rate)) == pytest.approx(expected)
+
+
 @pytest.mark.slow
 def test_a_local_mode_fold_reports_every_epoch_then_the_final_metrics(ray_local):
     from ray.train import RunConfig, ScalingConfig
@@ -74,6 +89,8 @@ def test_a_local_mode_fold_reports_every_epoch_then_the_final_metrics(ray_local)
     finally:
         shutil.rmtree(directory, ignore_errors=True)
     assert [h["epoch"] for h in report["history"]] == [1, 2, 3]
+    # One worker: the default strategy, op determinism on (TrainConfig's default).
+    assert report["runtime"]["strategy"] == "default" and report["runtime"]["op_determinism"] is True
     best = report["history"][report["best_epoch"] - 1]
     assert metrics["val_loss"] == best["val_loss"] == min(h["val_loss"] for h in report["history"])
     assert report["test"]["num_samples"] == int(np.sum(features.folds == 2))

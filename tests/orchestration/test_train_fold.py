@@ -92,6 +92,9 @@ def test_two_workers_learn_and_ship_a_model(ray_local, features_ref, tmp_path):
     assert np.sum(report["test"]["confusion_matrix"]) == len(test_rows)
     assert report["test"]["accuracy"] == pytest.approx(metrics["test_accuracy"])
     assert 1 <= report["best_epoch"] <= EPOCHS
+    # Two workers: MultiWorkerMirroredStrategy (one worker would train under the default one).
+    assert report["runtime"]["strategy"] == "multi_worker_mirrored"
+    assert report["runtime"]["intra_op_threads"] == 1  # 1 CPU per worker
     # The shipped model reproduces the reported test accuracy in this process.
     x = as_model_input(apply_normaliser(fs.features[test_rows], normaliser))
     predicted = model.predict(x, verbose=0).argmax(axis=1)
