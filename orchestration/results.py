@@ -129,6 +129,10 @@ def verdict(comparison: PairedComparison | None, alpha: float = 0.05) -> str:
                f"Wilcoxon p={c.wilcoxon_p:.3g}, t-test p={c.ttest_p:.3g}, {len(c.folds)} folds")
     if c.distinguishable(alpha):
         return f"worse than the best ({numbers})"
+    floor = 2.0 / 2 ** len(c.folds)  # the two-sided Wilcoxon's smallest p: every fold agrees
+    if floor >= alpha:  # e.g. a configuration raced out after 5 folds: 2/32 = 0.0625
+        return (f"not distinguishable from the best at p<{alpha:g}: with {len(c.folds)} shared folds the "
+                f"Wilcoxon test cannot go below p={floor:.3g} ({numbers})")
     return f"not distinguishable from the best at p<{alpha:g} ({numbers})"
 
 

@@ -67,6 +67,18 @@ def test_every_configuration_is_compared_with_the_best_in_words():
     assert vs_best["cshort"] is None and "not compared" in verdict(None)
 
 
+def test_a_verdict_on_too_few_folds_for_wilcoxon_says_so():
+    from orchestration.compare import compare
+    from orchestration.results import verdict
+
+    best = {f: 0.8 for f in range(1, 6)}
+    hopeless = {f: 0.1 + 0.01 * f for f in range(1, 6)}  # worse on all 5 folds: Wilcoxon p = 2/32
+    said = verdict(compare(best, hopeless))
+    assert "with 5 shared folds the Wilcoxon test cannot go below p=0.0625" in said
+    six = verdict(compare({**best, 6: 0.8}, {**hopeless, 6: 0.2}))  # 2/64 < 0.05: it can, and does
+    assert six.startswith("worse than the best")
+
+
 def test_results_files_carry_the_fold_grid_and_the_comparison(tmp_path):
     import json
 
