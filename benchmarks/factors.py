@@ -38,6 +38,8 @@ from typing import Any
 
 import numpy as np
 
+from model.runtime import onednn_env, thread_counts
+
 ROW_TIMEOUT_S = 3600.0
 RESULT_PREFIX = "FACTOR_ROW_RESULT "
 
@@ -60,6 +62,7 @@ class RowSpec:
     shard_policy: str = "DATA"
     checkpoints: bool = False  # the loop's checkpoint write (weights, optimizer, best) every epoch
     jit_compile: bool = False
+    ray_running: bool = False  # a local Ray (GCS, raylet, their threads) idles beside the fit
     kind: str = "fit"  # or "micro": benchmarks.conv_micro
 
     def replace(self, **changes: Any) -> RowSpec:
@@ -105,9 +108,11 @@ def factor_table(cpus: int, batch_size: int) -> tuple[Factor, ...]:
         Factor("checkpoints", "the loop's checkpoint (get_weights, optimizer state, .npz files) every epoch",
                {"checkpoints": True}),
         *(Factor(f"batch-{b}", f"batch {b}", {"batch_size": b}) for b in (32, 64, 128) if b != batch_size),
-        Factor("xla", "XLA: model.compile(jit_compile=True) (TrainConfig.jit_compile)", {"jit_compile": True}),
-        Factor("onednn-off", "TF_ENABLE_ONEDNN_OPTS=0 (oneDNN is on by default on x86)",
-               env={"TF_ENABLE_ONEDNN_OPTS": "0"}),
+        Factor("ray-idle", f"a local Ray (ray.init(num_cpus={cpus})) running idle beside the fit: what Ray's "
+                           "own processes take from the machine", {"ray_running": True}),
+        Factor("xla", "XLA: model.compile(jit_compile=True), with op determinism off as XLA needs (compare "
+                      "with no-determinism; tensorflow/tensorflow#69417)", {"jit_compile": True, "deterministic": False}),
+        Factor("onednn-off", "TF_ENABLE_ONEDNN_OPTS=0 (oneDNN is on by default on x86)", env=onednn_env("off")),
         Factor("micro", "not a fit: the network's convolutions alone, forward + backward, in a "
                         "tf.function (benchmarks/conv_micro.py)", {"kind": "micro"}),
     ]
@@ -115,8 +120,6 @@ def factor_table(cpus: int, batch_size: int) -> tuple[Factor, ...]:
 
 
 def _loop_threads(cpus: int) -> tuple[int, int]:
-    from model.runtime import thread_counts
-
     return thread_counts(cpus)
 
 
@@ -187,7 +190,8 @@ def run_row(spec: RowSpec, arrays: Mapping[str, np.ndarray]) -> dict[str, Any]:
     timer = EpochTimer()
     callbacks = [*([_checkpoint_callback(keras, model)] if spec.checkpoints else []), timer.callback(keras)]
     started = time.perf_counter()
-    _fit(tf, model, arrays, spec, steps, callbacks)
+    with _ray_beside(spec):
+        _fit(tf, model, arrays, spec, steps, callbacks)
     timer.close()
     usable = steps * spec.batch_size
     return {
@@ -198,6 +202,21 @@ def run_row(spec: RowSpec, arrays: Mapping[str, np.ndarray]) -> dict[str, Any]:
         "flops_per_sample": flops,
         "runtime": runtime.describe(tf, kind),
     }
+
+
+@contextlib.contextmanager
+def _ray_beside(spec: RowSpec):
+    if not spec.ray_running:
+        yield
+        return
+    import ray
+
+    ray.init(num_cpus=spec.cpus, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    try:
+        time.sleep(2.0)  # let its start-up settle: the row measures it idle
+        yield
+    finally:
+        ray.shutdown()
 
 
 def _one_worker_mwms(tf):
@@ -365,13 +384,17 @@ def factors_main(names: Sequence[str], options, *, smoke: bool, parser) -> int:
     from benchmarks.training import FRAMES, _load, make_bench_featureset, prepare_arrays
 
     cpus = len(os.sched_getaffinity(0))
+    print(describe(), flush=True)
     try:
         chosen = resolve(names or (SMOKE_FACTORS if smoke else ()), factor_table(cpus, options.batch_size))
     except ValueError as exc:
         parser.error(str(exc))
     arrays = prepare_arrays(make_bench_featureset(options.samples, options.seed, options.frames), options.train_config())
+    too_big = [f.name for f in chosen if f.spec.get("batch_size", 0) > len(arrays["y_train"])]
+    if too_big:
+        print(f"skipped: {', '.join(too_big)} (a batch larger than the {len(arrays['y_train'])} training clips)")
+        chosen = [f for f in chosen if f.name not in too_big]
     base = RowSpec(batch_size=options.batch_size, epochs=options.warmup + options.epochs, seed=options.seed, cpus=cpus)
-    print(describe(), flush=True)
     load_before = os.getloadavg()
     rows = run_factors({k: arrays[k] for k in ("x_train", "y_train", "x_val", "y_val")}, base, chosen, options.warmup)
     header = (f"One factor at a time against a plain tf_keras fit, every row in a fresh process: reference CNN, "

@@ -2,8 +2,8 @@
 # bash benchmarks/gpu_check.sh [--python python3.11] [--workdir DIR] [--venv DIR] [--samples 2048] [--epochs 2]
 #
 # GPU check, unattended: on a machine with one or more NVIDIA GPUs (driver installed,
-# nvidia-smi in PATH) and a bare Python 3.11. Runtime: about 6-8 minutes on one modern GPU after
-# the install (pip install of TensorFlow's CUDA wheels: a few minutes more on a fast network;
+# nvidia-smi in PATH) and a bare Python 3.11. Runtime: estimated 6-8 minutes on one modern GPU after
+# the install (not yet measured on one) (pip install of TensorFlow's CUDA wheels: a few minutes more on a fast network;
 # --venv reuses an installed one). Steps, each failing loudly with its reason:
 #   1. nvidia-smi lists the GPUs; Python is 3.11;
 #   2. a fresh venv and `pip install -e '.[gpu]'` of this repository;

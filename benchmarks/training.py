@@ -214,6 +214,7 @@ class Options:
     def train_config(self) -> TrainConfig:
         return TrainConfig(batch_size=self.batch_size, epochs=self.warmup + self.epochs, checkpoint_every=0,
                            seed=self.seed, mixed_precision=self.mixed_precision, jit_compile=self.jit_compile,
+                           deterministic=not self.jit_compile,  # XLA: no deterministic MaxPool gradient
                            lr_scaling=self.lr_scaling)
 
 
@@ -274,7 +275,7 @@ def format_report(report: dict[str, object]) -> str:
     lines = [
         f"Reference CNN, 40x{options.frames}x1 inputs, batch {options.batch_size} per worker; "
         f"{options.epochs} timed epoch(s) after {options.warmup} warm-up epoch(s); mixed precision "
-        f"{options.mixed_precision}, XLA {'on' if options.jit_compile else 'off'}.",
+        f"{options.mixed_precision}, XLA {'on (op determinism off)' if options.jit_compile else 'off'}.",
         f"Clips: train {split['train']}, validation {split['val']}, test {split['test']}; "
         f"{report['cpus']} CPUs; load average before {_load(report['load_before'])}, "
         f"after {_load(report['load_after'])}.",
@@ -349,7 +350,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--nodes", type=positive_int, default=1, help="a ray.cluster_utils.Cluster of N nodes")
     p.add_argument("--gpus-per-worker", type=float, default=0.0)
     p.add_argument("--mixed-precision", choices=MIXED_PRECISION_MODES, default="auto")
-    p.add_argument("--jit-compile", action="store_true", help="XLA for every row (TrainConfig.jit_compile)")
+    p.add_argument("--jit-compile", action="store_true",
+                   help="XLA for every row (TrainConfig.jit_compile; op determinism off, which XLA needs)")
     p.add_argument("--lr-scaling", choices=LR_SCALINGS, default="none")
     p.add_argument("--no-in-trial", action="store_true", help="skip the in-trial row")
     p.add_argument("--no-micro", action="store_true", help="skip the conv micro-benchmark")

@@ -90,7 +90,8 @@ class TrainConfig:
     ``lr_scaling``: ``none`` (the default) trains every world size at ``learning_rate``;
     ``linear`` multiplies it by the number of workers (the global batch grows with them:
     Goyal et al. 2017's linear scaling rule; schedules then peak at the scaled rate).
-    ``jit_compile`` compiles the training step with XLA (``model.compile(jit_compile=True)``).
+    ``jit_compile`` compiles the training step with XLA (``model.compile(jit_compile=True)``);
+    it needs ``deterministic=False`` (TensorFlow's XLA has no deterministic MaxPool gradient).
     """
 
     filters: tuple[int, ...] = (32, 32, 64, 64)
@@ -219,6 +220,14 @@ class TrainConfig:
             self.momentum,
         )
         _require(self.lr_scaling in LR_SCALINGS, "lr_scaling", f"must be one of {LR_SCALINGS}", self.lr_scaling)
+        _require(
+            not (self.jit_compile and self.deterministic),
+            "jit_compile",
+            "needs deterministic: false (XLA has no deterministic MaxPool gradient: TensorFlow fails the first "
+            "step with 'MaxPool gradient ops do not yet have a deterministic XLA implementation', "
+            "tensorflow/tensorflow#69417)",
+            self.jit_compile,
+        )
         _require(
             self.lr_schedule in LR_SCHEDULES, "lr_schedule", f"must be one of {LR_SCHEDULES}", self.lr_schedule
         )
