@@ -13,7 +13,9 @@ with rank 0's numbers (broadcast), and only rank 0 attaches checkpoints; Ray kee
 metrics. Per epoch: ``EPOCH_METRIC_KEYS``. The final report repeats those keys with the
 *best* epoch's values (epoch = epochs trained) and adds ``FINAL_KEY`` = 1, test_loss,
 test_accuracy, test_macro_f1/precision/recall, epochs_trained, resumes (attempts that
-resumed from a checkpoint) and loop_seconds; V2's Result.metrics is that report.
+resumed from a checkpoint), loop_seconds and seconds_per_epoch (mean over the epochs trained);
+V2's Result.metrics is that report. The final checkpoint's report also names the hardware
+(``model.hardware``).
 
 Resuming (the session's ``get_checkpoint()``) restores weights, optimizer state, best-so-far and
 the epoch counter, and continues with the next epoch. The shuffle order and dropout masks
@@ -72,6 +74,7 @@ FINAL_METRIC_KEYS = (
     "epochs_trained",
     "resumes",
     "loop_seconds",
+    "seconds_per_epoch",
 )
 
 
@@ -447,8 +450,13 @@ def _finish(attempt: Attempt, timer: PhaseTimer) -> None:
 
 
 def _summary(attempt: Attempt, test_loss: float, report: dict[str, Any] | None, timer: PhaseTimer) -> dict[str, Any]:
+    import tensorflow as tf
+
+    from model.hardware import worker_hardware
+
     state = attempt.state
     return {
+        "hardware": worker_hardware(tf, attempt.world_size, attempt.settings.intra_op_threads),
         "test_fold": attempt.settings.test_fold,
         "test_loss": test_loss if report is not None else None,
         "best_epoch": state.best_epoch,
@@ -479,6 +487,8 @@ def _final_metrics(state: ckpt.TrainState, test_loss: float, report: dict[str, A
             "loop_seconds": timer.total(),
         }
     )
+    if state.history:  # every epoch trained, resumed attempts included
+        metrics["seconds_per_epoch"] = sum(h["epoch_seconds"] for h in state.history) / len(state.history)
     if report is not None:
         metrics.update(test_loss=test_loss, test_accuracy=report["accuracy"], test_macro_f1=report["macro_f1"],
                        test_macro_precision=report["macro_precision"], test_macro_recall=report["macro_recall"])

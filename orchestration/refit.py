@@ -20,7 +20,7 @@ from model.checkpoints import STATE_FILE, load_model, load_report
 from orchestration.plan import Plan
 from orchestration.registry import Registration, register
 from orchestration.results import ConfigResult
-from orchestration.tracking import SweepTracker
+from orchestration.tracking import SweepTracker, hardware_tags
 from orchestration.train_fold import RunSettings, WorkerResources, train_fold
 from orchestration.trial import trial_train_config
 
@@ -65,6 +65,7 @@ def refit_best(plan: Plan, features_ref: Any, best: ConfigResult, tracker: Sweep
         report = load_report(local)
         state = json.loads((local / STATE_FILE).read_text())
         tracker.log_history(run_id, report["history"], result.metrics)
+        tracker.client.log_batch(run_id, tags=hardware_tags(report.get("hardware")))
         mlflow.set_tracking_uri(plan.tracking_uri)
         mlflow.set_experiment(experiment_id=tracker.experiment_id)
         settings = {"feature_config": plan.spec.features.to_dict(), "normaliser": state["normaliser"],

@@ -97,8 +97,23 @@ def run_sweep(plan: Plan) -> Outcome:
 
         refit_line = refit_best(plan, features_ref, results[0], tracker, data_info).line()
     tracker.finish_sweep(status, metrics, out_dir)
-    report = format_report(results, plan, wall, out_dir, sched) + (f"\n{refit_line}" if refit_line else "")
+    extra = [line for line in (refit_line, _sweep_report(tracker, out_dir / "report")) if line]
+    report = format_report(results, plan, wall, out_dir, sched) + "".join(f"\n{line}" for line in extra)
     return Outcome(tuple(results), report, status == "FINISHED")
+
+
+def _sweep_report(tracker: SweepTracker, out_dir: Path) -> str | None:
+    """The HTML/markdown report (``orchestration.report``), logged to the sweep run. A failure
+    here is a warning: the sweep and its results are already saved."""
+    try:
+        from orchestration.report import write_and_log
+
+        return f"report: {write_and_log(tracker.client, tracker.sweep_run_id, out_dir)} (and report.md)"
+    except Exception as exc:
+        print(f"warning: the sweep report could not be written ({type(exc).__name__}: {redact(str(exc))[:500]}); "
+              f"the results are saved. Retry: python -m orchestration.report --run-id {tracker.sweep_run_id} "
+              f"--tracking-uri {redact(tracker.tracking_uri)}", file=sys.stderr, flush=True)
+        return None
 
 
 def _start_tracking(plan: Plan, data_info: dict[str, str]) -> SweepTracker:

@@ -33,6 +33,7 @@ TAG_SWEEP = "us8k.sweep_id"
 TAG_KIND = "us8k.kind"
 TAG_CONFIG = "us8k.config_id"
 TAG_FOLD = "us8k.fold"
+TAG_HARDWARE = "us8k.hardware"
 EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
 EPOCH_METRICS = ("loss", "accuracy", "val_loss", "val_accuracy", "epoch_seconds", "samples_per_second")
 FINAL_METRICS = FINAL_METRIC_KEYS
@@ -230,12 +231,16 @@ class SweepTracker:
         model_dir: Path | None,
         title: str,
     ) -> None:
-        """Test metrics, report, figures and the model; then mark the fold run FINISHED."""
+        """Test metrics, wall time, hardware, report, figures and the model; then mark the
+        fold run FINISHED. ``wall_seconds`` is the trial's time as Tune measured it
+        (``time_total_s``: start-up included, summed over retries)."""
         from orchestration.plots import confusion_matrix_png, learning_curve_png, per_class_table
 
         now = int(time.time() * 1000)
         metrics = [Metric(k, float(final[k]), now, 0) for k in FINAL_METRICS if _finite(final.get(k))]
-        self.client.log_batch(run_id, metrics=metrics)
+        if _finite(final.get("time_total_s")):
+            metrics.append(Metric("wall_seconds", float(final["time_total_s"]), now, 0))
+        self.client.log_batch(run_id, metrics=metrics, tags=hardware_tags((report or {}).get("hardware")))
         if report is not None:
             with tempfile.TemporaryDirectory() as tmp:
                 folder = Path(tmp)
@@ -367,6 +372,16 @@ class SweepTracker:
         items = [Param(k, _param_value(v)) for k, v in sorted(flatten(params).items())]
         for start in range(0, len(items), 100):  # MLflow caps a batch at 100 params
             self.client.log_batch(run_id, params=items[start : start + 100])
+
+
+def hardware_tags(hardware: Mapping[str, Any] | None) -> list[RunTag]:
+    """``us8k.hardware`` (the label the report groups by) and ``us8k.hw.<field>``."""
+    if not hardware:
+        return []
+    from model.hardware import HARDWARE_KEYS, hardware_label
+
+    tags = [RunTag(f"us8k.hw.{k}", str(hardware[k])) for k in HARDWARE_KEYS if k in hardware]
+    return [RunTag(TAG_HARDWARE, hardware_label(hardware)), *tags]
 
 
 def _model_requirements() -> list[str]:

@@ -55,41 +55,61 @@ def unused_port() -> int:
     return free_port()
 
 
-@pytest.fixture(scope="session")
-def mlflow_server(tmp_path_factory):
-    """A real `mlflow server` process on loopback (sqlite backend, served artifacts); its URI."""
+def start_mlflow_server(folder, backend_store_uri: str | None = None):
+    """A real `mlflow server` process on loopback (sqlite backend in ``folder`` unless given,
+    served artifacts in ``folder/artifacts``): (process, URI), once /health answers."""
     import subprocess
     import sys
     import time
     import urllib.request
 
-    folder = tmp_path_factory.mktemp("mlflow-server")
     port = free_port()
     log = (folder / "server.log").open("w")
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-         "--workers", "1", "--backend-store-uri", f"sqlite:///{folder}/mlflow.db",
+         "--workers", "1", "--backend-store-uri", backend_store_uri or f"sqlite:///{folder}/mlflow.db",
          "--serve-artifacts", "--artifacts-destination", str(folder / "artifacts")],
         stdout=log, stderr=subprocess.STDOUT, env=env,
     )
+    log.close()  # the child holds its own descriptor
     uri = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 90
     while True:
         try:
             with urllib.request.urlopen(f"{uri}/health", timeout=2) as response:
                 if response.status == 200:
-                    break
+                    return proc, uri
         except OSError:
             pass
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
             raise RuntimeError(f"mlflow server did not start: {(folder / 'server.log').read_text()[-2000:]}")
         time.sleep(0.5)
-    yield uri
+
+
+def stop_process(proc) -> None:
+    import subprocess
+
     proc.terminate()
     try:
         proc.wait(timeout=20)
     except subprocess.TimeoutExpired:
         proc.kill()
-    log.close()
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory):
+    """A real `mlflow server` process on loopback (sqlite backend, served artifacts); its URI."""
+    proc, uri = start_mlflow_server(tmp_path_factory.mktemp("mlflow-server"))
+    yield uri
+    stop_process(proc)
+
+
+@pytest.fixture(scope="session")
+def mlflow_server_tools():
+    """``start(folder, backend_store_uri=None) -> (process, uri)`` and ``stop(process)``, for a
+    test that needs its own server (`conftest` cannot be imported by name from a test)."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(start=start_mlflow_server, stop=stop_process)

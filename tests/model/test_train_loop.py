@@ -12,6 +12,7 @@ import pytest
 from features.toy import make_toy_featureset
 from model.checkpoints import load_report
 from model.config import TrainConfig
+from model.hardware import cpu_model
 from model.train_loop import (
     EPOCH_METRIC_KEYS,
     FINAL_KEY,
@@ -95,6 +96,9 @@ def test_a_local_mode_fold_reports_every_epoch_then_the_final_metrics(ray_local)
     assert metrics["val_loss"] == best["val_loss"] == min(h["val_loss"] for h in report["history"])
     assert report["test"]["num_samples"] == int(np.sum(features.folds == 2))
     assert metrics["test_accuracy"] == report["test"]["accuracy"]
+    assert metrics["seconds_per_epoch"] == pytest.approx(np.mean([h["epoch_seconds"] for h in report["history"]]))
+    assert report["hardware"]["workers"] == 1 and report["hardware"]["gpus_per_worker"] == 0
+    assert report["hardware"]["cpu_model"] == cpu_model()
 
 
 @pytest.mark.slow

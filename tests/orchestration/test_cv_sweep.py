@@ -130,6 +130,18 @@ def test_sweep_logs_the_run_tree_and_agrees_with_tune(ray_local, tiny_dataset_ro
     assert sweep_run.data.metrics["scheduling_ratio"] == pytest.approx(sched["ratio"])
     assert f"scheduling: {PAIRS} trial(s) spent" in out
 
+    # Each fold run records its hardware, seconds per epoch and wall time, and the end of the
+    # sweep logs its report (HTML, markdown, figures) to the sweep run.
+    for fold_run in folds:
+        tags, metrics = fold_run.data.tags, fold_run.data.metrics
+        assert tags["us8k.hardware"].startswith("CPU (") and tags["us8k.hw.workers"] == "1"
+        assert 0 < metrics["seconds_per_epoch"] < metrics["wall_seconds"] and metrics["epochs_trained"] == 1
+    logged = {a.path for a in client.list_artifacts(sweep_run.info.run_id, "report")}
+    assert {"report/report.html", "report/report.md", "report/figures"} <= logged
+    page = (tmp_path / "ray" / "e2e" / "report" / "report.html").read_text()
+    assert "Time to solution" in page and folds[0].data.tags["us8k.hardware"] in page
+    assert f"report: {tmp_path / 'ray' / 'e2e' / 'report' / 'report.html'}" in out
+
 
 def _nothing_computed(tmp_path: Path) -> None:
     """No dataset generated, no feature extracted, no sweep state or tracking store written."""
