@@ -236,7 +236,7 @@ def _mean_curve(histories: Sequence[Sequence[dict[str, Any]]], key: str) -> tupl
 # ------------------------------------------------------------------------------ HTML and markdown
 
 CSS = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222;padding:0 1em}
-table{border-collapse:collapse;margin:1em 0;font-size:13px}th,td{border:1px solid #ccc;padding:3px 7px;text-align:left}
+table{border-collapse:collapse;margin:1em 0;font-size:13px;display:block;overflow-x:auto;max-width:100%}th,td{border:1px solid #ccc;padding:3px 7px;text-align:left}
 th{background:#f2f2f2}tr:nth-child(even) td{background:#fafafa}img{max-width:100%;display:block;margin:1em 0}
 p{line-height:1.45}"""
 

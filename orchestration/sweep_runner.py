@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT, MLFLOW_SOURCE_NAME, MLFLOW_SOURCE_TYPE
+
 from features.augment import AugmentConfig
 from features.cache import default_cache_dir
 from orchestration.callback import MLflowSweepCallback
@@ -32,7 +34,7 @@ from orchestration.results import (
     write_results,
 )
 from orchestration.search import RacingScheduler
-from orchestration.tracking import SweepTracker
+from orchestration.tracking import SweepTracker, ui_runs_url
 from orchestration.trial import (
     TrialSettings,
     pair_key,
@@ -97,7 +99,9 @@ def run_sweep(plan: Plan) -> Outcome:
 
         refit_line = refit_best(plan, features_ref, results[0], tracker, data_info).line()
     tracker.finish_sweep(status, metrics, out_dir)
-    extra = [line for line in (refit_line, _sweep_report(tracker, out_dir / "report")) if line]
+    ui = plan.tracking_uri if plan.tracking_uri.startswith("http") else "http://127.0.0.1:5000"  # mlflow ui's
+    extra = [f"the sweep's runs in the MLflow UI: {redact(ui_runs_url(ui, tracker.experiment_id))}",
+             *(line for line in (refit_line, _sweep_report(tracker, out_dir / "report")) if line)]
     report = format_report(results, plan, wall, out_dir, sched) + "".join(f"\n{line}" for line in extra)
     return Outcome(tuple(results), report, status == "FINISHED")
 
@@ -119,7 +123,10 @@ def _sweep_report(tracker: SweepTracker, out_dir: Path) -> str | None:
 def _start_tracking(plan: Plan, data_info: dict[str, str]) -> SweepTracker:
     """The sweep's MLflow run (found again on resume) and one run per known configuration."""
     tracker = SweepTracker(plan.tracking_uri, plan.spec.sweep.experiment, plan.name)
-    tracker.start_sweep(_sweep_params(plan), {**data_info, **_environment_tags(plan)})
+    environment = _environment_tags(plan)
+    tracker.source_tags = {MLFLOW_SOURCE_NAME: "orchestration/cv_sweep.py", MLFLOW_SOURCE_TYPE: "LOCAL",
+                           MLFLOW_GIT_COMMIT: environment["us8k.git_commit"]}
+    tracker.start_sweep(_sweep_params(plan), {**data_info, **environment})
     tracker.feature_keys = _fold_keys(data_info["us8k.feature_cache_keys"])
     tracker.augment_keys = _fold_keys(data_info.get("us8k.augment_cache_keys", ""))
     searched = tuple(plan.spec.sweep.search_space)

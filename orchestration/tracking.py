@@ -93,6 +93,8 @@ class SweepTracker:
         self.feature_keys: dict[int, str] = {}  # fold -> feature-cache key (set by the sweep)
         self.augment_keys: dict[int, str] = {}  # fold -> augmented-rows cache key (augmentation on)
         self.sweep_run_id: str | None = None
+        # Tags every run gets when it is created: the UI's Source column (set by the sweep).
+        self.source_tags: dict[str, str] = {}
         self._config_runs: dict[str, str] = {}
         self._fold_runs: dict[tuple[str, int], str] = {}
         self._logged_steps: dict[str, int] = {}
@@ -111,7 +113,7 @@ class SweepTracker:
         existing = self._find(tags)
         if existing:
             return existing, False
-        all_tags = {TAG_SWEEP: self.sweep_id, **tags, MLFLOW_RUN_NAME: name}
+        all_tags = {**self.source_tags, TAG_SWEEP: self.sweep_id, **tags, MLFLOW_RUN_NAME: name}
         if parent:
             all_tags[MLFLOW_PARENT_RUN_ID] = parent
         run = self.client.create_run(self.experiment_id, tags=all_tags, run_name=name)
@@ -372,6 +374,14 @@ class SweepTracker:
         items = [Param(k, _param_value(v)) for k, v in sorted(flatten(params).items())]
         for start in range(0, len(items), 100):  # MLflow caps a batch at 100 params
             self.client.log_batch(run_id, params=items[start : start + 100])
+
+
+def ui_runs_url(base: str, experiment_id: str) -> str:
+    """The experiment's runs in the MLflow UI at ``base``. MLflow 3.17's UI has a browser-wide
+    GenAI / Model training switch (GenAI unless the browser chose otherwise) that decides
+    where an experiment opens, whatever its ``mlflow.experimentKind`` tag says: GenAI opens
+    the traces overview. ``workflowType=machine_learning`` opens the runs (and flips the switch)."""
+    return f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
 
 
 def hardware_tags(hardware: Mapping[str, Any] | None) -> list[RunTag]:

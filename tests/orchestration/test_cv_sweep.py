@@ -135,12 +135,16 @@ def test_sweep_logs_the_run_tree_and_agrees_with_tune(ray_local, tiny_dataset_ro
     for fold_run in folds:
         tags, metrics = fold_run.data.tags, fold_run.data.metrics
         assert tags["us8k.hardware"].startswith("CPU (") and tags["us8k.hw.workers"] == "1"
+        assert tags["mlflow.source.name"] == "orchestration/cv_sweep.py"  # the UI's Source column
+        assert tags["mlflow.source.git.commit"] == sweep_run.data.tags["us8k.git_commit"]
         assert 0 < metrics["seconds_per_epoch"] < metrics["wall_seconds"] and metrics["epochs_trained"] == 1
     logged = {a.path for a in client.list_artifacts(sweep_run.info.run_id, "report")}
     assert {"report/report.html", "report/report.md", "report/figures"} <= logged
     page = (tmp_path / "ray" / "e2e" / "report" / "report.html").read_text()
     assert "Time to solution" in page and folds[0].data.tags["us8k.hardware"] in page
     assert f"report: {tmp_path / 'ray' / 'e2e' / 'report' / 'report.html'}" in out
+    link = f"{mlflow_server}/#/experiments/{sweep_run.info.experiment_id}/runs?workflowType=machine_learning"
+    assert f"the sweep's runs in the MLflow UI: {link}" in out
 
 
 def _nothing_computed(tmp_path: Path) -> None:

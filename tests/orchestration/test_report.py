@@ -185,3 +185,27 @@ def test_a_failing_report_warns_and_never_fails_the_sweep(sweep, tmp_path, capsy
     assert _sweep_report(tracker, tmp_path / "report") is None
     err = capsys.readouterr().err
     assert "warning: the sweep report could not be written" in err and "python -m orchestration.report --run-id" in err
+
+
+def test_raced_out_and_failed_folds_are_shown_for_what_they_are(sweep, tmp_path):
+    """A second sweep in the same store: a configuration raced out after one fold, another
+    fold failed. Only this sweep's runs are read, and the out one is listed last, unranked."""
+    rng = np.random.default_rng(1)
+    tracker = SweepTracker(sweep["store"], "exp", "s2")
+    tracker.start_sweep({"sweep": {"folds": [1, 2, 3]}}, {})
+    accuracy = {}
+    for cfg in ("c1", "c3"):
+        tracker.config_run(cfg, cfg, {"learning_rate": CONFIGS[cfg][0]}, ["learning_rate"])
+        for fold in ((1, 2) if cfg == "c1" else (1,)):
+            accuracy[(cfg, fold)] = _fold(tracker, rng, cfg, fold, {})[0]
+    tracker.fail_fold(tracker.fold_run("c1", 3, {}), "trial failed; see /tmp/error.txt")
+    tracker.update_config("c1", 3)
+    tracker.mark_raced_out("c3", {"after_folds": 1, "p_value": 0.03125, "leader": "c1", "folds": [1]})
+    tracker.finish_sweep("FAILED", {}, None)
+    out = tmp_path / "s2"
+    assert main(["--sweep", "s2", "--tracking-uri", sweep["store"], "--out", str(out), "--no-log"]) == 0
+    rows = _md_rows((out / "report.md").read_text(), "rank")
+    assert [(r[0], r[1], r[3]) for r in rows] == [("1", "c1", "2"), ("out", "c3", "1")]
+    assert rows[0][4:7] == [f"{accuracy[('c1', 1)]:.3f}", f"{accuracy[('c1', 2)]:.3f}", "-"]
+    assert rows[1][7] == "raced out after 1 fold(s): worse than c1, one-sided p=0.0312"
+    assert "(FAILED)" in (out / "report.md").read_text()
