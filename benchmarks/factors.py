@@ -2,8 +2,8 @@
 
 One factor at a time against a plain tf_keras fit, every row in a fresh Python process (thread
 pools, op determinism and oneDNN are fixed when TensorFlow loads, so no row may inherit another
-row's). Runtime: ~40 s of start-up plus 4 epochs of ~1,500 clips per row; about 25-35 minutes
-for all rows on 2 idle cores (~5 minutes on a machine 6x faster).
+row's). Runtime, estimated from the arithmetic (21 rows x (4 epochs x ~1,500 clips / rate + ~10 s
+of start-up)): ~50 minutes on 2 idle cores where the plain fit runs 47 samples/s, ~12 at 325.
 
 Every row trains the reference CNN from the same seed on the same clips (``--samples``, the
 train loop's own split and normalisation, handed to the row's process in an .npz file) and

@@ -6,8 +6,9 @@
        python -m benchmarks.training --augmentation [SETTING ...] (augmentation rows; benchmarks/augment_training.py)
        any of them with --smoke-test: a tiny run for the test suite (~1 minute)
 
-Training throughput benchmark (not a test). Runtime: about 5-7 minutes on 2 idle cores with the
-defaults (4 epochs of ~1,500 clips per method, plus Ray start-up); ``--factors``: 25-35 minutes.
+Training throughput benchmark (not a test). Runtime with the defaults, estimated from 4 epochs of
+~1,500 clips per row plus start-ups: ~10 minutes on 2 idle cores where the plain fit runs 47
+samples/s, ~3 minutes at 325; ``--factors``: ~50 and ~12 minutes.
 
 Measures, in one run, on the same features, split, model and epochs:
 
