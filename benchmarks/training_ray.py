@@ -24,6 +24,7 @@ from benchmarks.training_result import MethodResult
 from model.config import TrainConfig
 
 TEST_FOLD = 1
+QUIET_TUNE_ENV = "RAY_AIR_NEW_OUTPUT"  # Ray's switch between its new and legacy console output
 
 
 @contextlib.contextmanager
@@ -108,7 +109,15 @@ def run_in_trial(features_ref, config: TrainConfig, cpus: int, gpus: float, trai
     tuner = tune.Tuner(trainable, param_space={"config_id": "c0", "fold": TEST_FOLD, "params": {}},
                        run_config=tune.RunConfig(name="bench-in-trial", storage_path=storage, verbose=0))
     start = time.perf_counter()
-    result = tuner.fit()[0]
+    previous = os.environ.get(QUIET_TUNE_ENV)
+    os.environ[QUIET_TUNE_ENV] = "0"  # Tune's legacy output, silent at verbose 0: the table stays readable
+    try:
+        result = tuner.fit()[0]
+    finally:
+        if previous is None:
+            os.environ.pop(QUIET_TUNE_ENV, None)
+        else:
+            os.environ[QUIET_TUNE_ENV] = previous
     wall = time.perf_counter() - start
     if result.error is not None:
         raise RuntimeError(f"the in-trial run failed: {result.error}")
