@@ -41,6 +41,7 @@ import numpy as np
 from benchmarks.machine import describe
 from features.argtypes import positive_int
 from features.us8k import FOLDS, NUM_CLASSES
+from model.flops import forward_flops_per_sample
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -89,22 +90,6 @@ def recipe_spec(name: str):
     return SweepSpec.from_dict(merge_sections(load_recipe(name), {"sweep": {"data_dir": "UrbanSound8K"}}))
 
 
-def count_flops(model) -> float:
-    """Forward FLOPs per clip of the conv and dense layers (2 x multiply-adds)."""
-    import tf_keras as keras
-
-    total = 0.0
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.Conv2D):
-            _, h, w, _ = layer.output_shape
-            kh, kw, c_in, c_out = layer.kernel.shape
-            total += 2.0 * h * w * kh * kw * c_in * c_out
-        elif isinstance(layer, keras.layers.Dense):
-            c_in, c_out = layer.kernel.shape
-            total += 2.0 * c_in * c_out
-    return total
-
-
 def measure(name: str, steps: int, batch_size: int | None, seed: int) -> RecipeCost:
     import tensorflow as tf
     import tf_keras as keras
@@ -145,7 +130,7 @@ def measure(name: str, steps: int, batch_size: int | None, seed: int) -> RecipeC
         architecture=config.architecture,
         input_shape=shape,
         params=int(model.count_params()),
-        forward_flops=count_flops(model),
+        forward_flops=float(forward_flops_per_sample(model)),
         rows_per_epoch=TRAIN_ROWS * (1 + (0 if spec.augment.empty else spec.augment.per_clip)),
         epochs=spec.train.epochs,
         configurations=max(1, len(configurations(spec))),
