@@ -1,6 +1,6 @@
 """python -m orchestration.report [--sweep NAME | --run-id ID] [--tracking-uri URI] [--out DIR]
 
-Runtime: a few seconds (one artifact download per fold run, then matplotlib figures).
+Runtime: seconds (two small artifact downloads per fold run, then five matplotlib figures).
 
 The report a person reads after a sweep, built from the MLflow runs themselves (sweep ->
 configuration -> fold): one self-contained HTML file (figures embedded as PNG) and its markdown
@@ -349,6 +349,15 @@ def write_and_log(client: MlflowClient, sweep_run_id: str, out_dir: Path) -> Pat
     return html
 
 
+def _check_store_exists(uri: str) -> None:
+    """A sqlite store that is not there is a mistake to report, not a new database to create."""
+    if uri.startswith("sqlite:///"):
+        path = Path(uri.removeprefix("sqlite:///").split("?")[0])
+        if not path.is_file():
+            raise ReportError(f"no tracking store at {path.resolve()} ({uri}); pass --tracking-uri "
+                              "(the sweep's, e.g. sqlite:///path/to/mlflow.db or http://host:5000)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m orchestration.report",
                                 description="An HTML + markdown report of a sweep, from its MLflow runs.")
@@ -367,8 +376,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from orchestration.redact import redact
     from orchestration.report_render import render
 
-    client = MlflowClient(resolve_tracking_uri(args.tracking_uri))
+    uri = resolve_tracking_uri(args.tracking_uri)
     try:
+        _check_store_exists(uri)
+        client = MlflowClient(uri)
         run = find_sweep_run(client, args.sweep, args.run_id, args.experiment)
     except ReportError as exc:
         print(f"error: {redact(str(exc))}", file=sys.stderr)

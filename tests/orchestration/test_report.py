@@ -179,6 +179,13 @@ def test_an_unknown_sweep_is_a_clear_error(sweep, tmp_path, capsys):
     assert not (tmp_path / "report.html").exists()
 
 
+def test_a_missing_sqlite_store_is_an_error_not_a_new_database(tmp_path, capsys):
+    store = tmp_path / "nowhere" / "mlflow.db"
+    assert main(["--tracking-uri", f"sqlite:///{store}", "--out", str(tmp_path / "out")]) == 2
+    assert f"no tracking store at {store}" in capsys.readouterr().err
+    assert not store.exists() and not (tmp_path / "out").exists()
+
+
 def test_a_failing_report_warns_and_never_fails_the_sweep(sweep, tmp_path, capsys):
     tracker = SweepTracker(sweep["store"], "exp", "s1")
     tracker.sweep_run_id = "0" * 32  # no such run: gathering fails
