@@ -74,7 +74,7 @@ def start_mlflow_server(folder, backend_store_uri: str | None = None):
     )
     log.close()  # the child holds its own descriptor
     uri = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
+    deadline = time.monotonic() + 600  # a hang guard only: a dead server is seen at once (poll)
     while True:
         try:
             with urllib.request.urlopen(f"{uri}/health", timeout=2) as response:
