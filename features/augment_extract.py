@@ -34,11 +34,20 @@ from features.cache import (
     concat_augmented,
     default_cache_dir,
     read_augmented_fold,
+    remove_stale_temp_files,
     write_augmented_fold,
 )
 from features.config import FeatureConfig
 from features.dataset import DatasetIndex
-from features.extract import BatchJob, Transport, _FoldTracker, _read_bytes, _run_ray_extraction
+from features.extract import (
+    BatchJob,
+    Transport,
+    _FoldTracker,
+    _read_bytes,
+    _run_ray_extraction,
+    describe_failures,
+    load_cached_folds,
+)
 from features.featureset import AugmentedRows, FeatureSet
 from features.logmel import AudioDecodeError
 
@@ -69,7 +78,8 @@ class AugmentationResult:
                          f"in {self.seconds:.1f} s ({self.clips_per_second:.2f} clips/s) on {len(self.nodes)} node(s)")
         if self.cached_folds:
             lines.append(f"augmented rows loaded from cache: folds {', '.join(map(str, self.cached_folds))}")
-        lines.extend(f"  {f.file}: {f.reason}" for f in self.failures[:5])
+        if self.failures:
+            lines.extend(describe_failures(self.failures, [e.failures_csv for e in self.entries if any(f.fold == e.fold for f in self.failures)]))
         if self.entries:
             lines.append(f"augmentation cache: {self.entries[0].directory}")
         return "\n".join(lines)
@@ -95,8 +105,10 @@ def augment_features(
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     started = time.perf_counter()
     entries = {f: augmented_entry(cache_dir, config, augment, f, _fold_fingerprint(index, f)) for f in index.folds}
-    todo = [f for f in index.folds if force or not entries[f].exists()]
-    parts = {f: read_augmented_fold(entries[f]) for f in index.folds if f not in todo}
+    if entries:
+        remove_stale_temp_files(next(iter(entries.values())).directory)
+    parts = {} if force else load_cached_folds(entries, read_augmented_fold)
+    todo = [f for f in index.folds if f not in parts]
     clips, nodes = 0, set()
     if todo:
         table = index.table

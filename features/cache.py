@@ -16,18 +16,31 @@ by default.
 A fold's key hashes the feature config digest with the fingerprint of that fold's rows (file
 names, sizes, mtimes, labels), so editing a file, adding a row or changing the config misses the
 cache, while running a fold subset first and all ten folds later reuses the finished folds. Each
-fold is written as soon as it is complete (atomically), so an interrupted run loses at most the
-folds still in progress.
+fold is written as soon as it is complete, so an interrupted run loses at most the folds still in
+progress.
+
+Every file is written atomically (``atomic_write``): into a temporary file in the same folder
+(``<name>.<host>.<pid>.<random>.tmp``), flushed to disk, then renamed over the final name, so a
+reader sees the old file or the whole new one, never part of one. A write that fails (disk full,
+permission) removes its temporary file and raises ``CacheWriteError`` naming the path; the
+temporary file of a process killed mid-write is removed by the next run on that machine
+(``remove_stale_temp_files``), and a fold file that cannot be read is treated as absent
+(``CacheReadError``, caught by the extractors: the fold is extracted again).
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
+import io
 import json
 import os
+import secrets
+import socket
 import time
-from collections.abc import Iterable, Sequence
+import zipfile
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,6 +52,27 @@ from features.featureset import AUGMENTED_ARRAYS, AugmentedRows, FeatureSet
 
 CACHE_FORMAT_VERSION = 1
 _ARRAYS = ("features", "labels", "folds", "fs_ids", "file_names")
+
+
+class CacheWriteError(OSError):
+    """A cache file could not be written; the message names it, the cause and what to do."""
+
+    def __init__(self, path: Path, cause: OSError) -> None:
+        reason = cause.strerror or str(cause)
+        self.message = (
+            f"cannot write {path} ({reason}); nothing partial was left there. Free some space or "
+            "choose a writable cache folder (--cache-dir or $US8K_CACHE_DIR); folds already written "
+            "are kept and reused by the next run"
+        )
+        super().__init__(cause.errno, self.message)
+        self.path = path
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class CacheReadError(Exception):
+    """A cache file exists but cannot be read (damaged): the fold is to be extracted again."""
 
 
 def default_cache_dir() -> Path:
@@ -127,15 +161,16 @@ def write_augmented_fold(
 
 
 def _write_entry(entry: FoldEntry, configs: dict, arrays: dict, failures: Sequence[Failure], info: dict) -> None:
-    entry.directory.mkdir(parents=True, exist_ok=True)
+    try:
+        entry.directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CacheWriteError(entry.directory, exc) from exc
     config_json = configs["feature_config"] if len(configs) == 1 else configs
     _atomic_write_text(entry.directory / "config.json", json.dumps(config_json, indent=2))
     for name in ("file_names", "augmentation", "mixed_with"):
         if name in arrays:
             arrays[name] = np.asarray(arrays[name], dtype=str)
-    tmp = entry.npz.with_name(entry.npz.name + f".{os.getpid()}.tmp.npz")
-    np.savez(tmp, **arrays)
-    os.replace(tmp, entry.npz)
+    atomic_write(entry.npz, lambda fh: np.savez(fh, **arrays))
     write_failure_report(entry.failures_csv, failures)
     manifest = {
         "format_version": CACHE_FORMAT_VERSION,
@@ -150,25 +185,39 @@ def _write_entry(entry: FoldEntry, configs: dict, arrays: dict, failures: Sequen
 
 
 def read_fold(entry: FoldEntry) -> tuple[FeatureSet, list[Failure]]:
-    with np.load(entry.npz, allow_pickle=False) as data:
-        featureset = FeatureSet(**{name: data[name] for name in _ARRAYS})
-    return featureset, read_failure_report(entry.failures_csv)
+    """One fold from the cache; raises ``CacheReadError`` if its files are damaged."""
+    with _reading(entry):
+        with np.load(entry.npz, allow_pickle=False) as data:
+            featureset = FeatureSet(**{name: data[name] for name in _ARRAYS})
+        return featureset, read_failure_report(entry.failures_csv)
 
 
 def read_augmented_fold(entry: FoldEntry) -> tuple[AugmentedRows, list[Failure]]:
-    with np.load(entry.npz, allow_pickle=False) as data:
-        rows = AugmentedRows(**{name: data[name] for name in AUGMENTED_ARRAYS})
-    return rows, read_failure_report(entry.failures_csv)
+    with _reading(entry):
+        with np.load(entry.npz, allow_pickle=False) as data:
+            rows = AugmentedRows(**{name: data[name] for name in AUGMENTED_ARRAYS})
+        return rows, read_failure_report(entry.failures_csv)
+
+
+@contextlib.contextmanager
+def _reading(entry: FoldEntry):
+    try:
+        yield
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        raise CacheReadError(f"{entry.npz}: unreadable ({type(exc).__name__}: {exc})") from exc
 
 
 def write_failure_report(path: Path, failures: Iterable[Failure]) -> None:
-    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-    with tmp.open("w", newline="") as fh:
-        writer = csv.writer(fh)
+    def write(fh) -> None:
+        text = io.TextIOWrapper(fh, newline="", encoding="utf-8")
+        writer = csv.writer(text)
         writer.writerow(["file", "fold", "row", "reason"])
         for f in failures:
             writer.writerow([f.file, f.fold, f.row, f.reason])
-    os.replace(tmp, path)
+        text.flush()
+        text.detach()
+
+    atomic_write(path, write)
 
 
 def read_failure_report(path: Path) -> list[Failure]:
@@ -178,6 +227,14 @@ def read_failure_report(path: Path) -> list[Failure]:
         return [
             Failure(r["file"], int(r["fold"]), int(r["row"]), r["reason"]) for r in csv.DictReader(fh)
         ]
+
+
+def cache_bytes_needed(cache_dir: Path, config: FeatureConfig, folds: dict[int, tuple[int, str]]) -> int:
+    """Disk the cache will take for the folds (fold -> (clips, fold fingerprint)) it lacks:
+    float32 features plus names and per-fold files, rounded up."""
+    per_clip = int(np.prod(config.shape)) * 4 + 256
+    return sum(clips * per_clip + 64 * 1024 for fold, (clips, fingerprint) in folds.items()
+               if not fold_entry(cache_dir, config, fold, fingerprint).exists())
 
 
 def concat(parts: Sequence[FeatureSet], config: FeatureConfig) -> FeatureSet:
@@ -215,6 +272,53 @@ def concat_augmented(parts: Sequence[AugmentedRows], config: FeatureConfig, dtyp
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    atomic_write(path, lambda fh: fh.write(text.encode()))
+
+
+_HOST = socket.gethostname().replace(".", "_")
+
+
+def atomic_write(path: Path, write: Callable[[io.BufferedWriter], object]) -> None:
+    """Write ``path`` through a temporary file in its folder, flushed to disk, then renamed.
+
+    A reader sees the old file or the whole new one. On any failure the temporary file is
+    removed; an ``OSError`` (disk full, no permission) becomes a ``CacheWriteError`` naming
+    ``path``. The temporary name carries host and pid, so ``remove_stale_temp_files`` can tell
+    the leftovers of a killed process from a live writer's file.
+    """
+    tmp = path.with_name(f"{path.name}.{_HOST}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    try:
+        with open(tmp, "xb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError) and not isinstance(exc, CacheWriteError):
+            raise CacheWriteError(path, exc) from exc
+        raise
+
+
+def remove_stale_temp_files(directory: Path) -> list[Path]:
+    """Remove the temporary files that writers on this machine left when they were killed
+    (their process is gone); returns them. Other machines' and live writers' files stay."""
+    removed = []
+    for tmp in Path(directory).glob(f"*.{_HOST}.*.tmp") if Path(directory).is_dir() else ():
+        parts = tmp.name.rsplit(".", 4)  # <name>.<host>.<pid>.<random>.tmp
+        if len(parts) == 5 and parts[1] == _HOST and parts[2].isdigit() and not _alive(int(parts[2])):
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+                removed.append(tmp)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

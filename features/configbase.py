@@ -9,6 +9,7 @@ naming the known keys, never silently ignored. It lives in the lowest package so
 from __future__ import annotations
 
 import dataclasses
+import difflib
 from typing import Any
 
 
@@ -17,7 +18,14 @@ def from_dict_strict(cls: type, data: dict[str, Any]):
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
     if unknown:
+        named = [_with_hint(key, names) for key in unknown]
         raise ValueError(
-            f"{cls.__name__}: unknown key(s) {', '.join(unknown)}; known keys: {', '.join(sorted(names))}"
+            f"{cls.__name__}: unknown key(s) {', '.join(named)}; known keys: {', '.join(sorted(names))}"
         )
     return cls(**data)
+
+
+def _with_hint(key: str, names: set[str]) -> str:
+    """``key``, and the known key it is probably a typo of."""
+    close = difflib.get_close_matches(str(key), sorted(names), n=1, cutoff=0.75)
+    return f"{key} (did you mean {close[0]}?)" if close else str(key)

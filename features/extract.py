@@ -29,18 +29,23 @@ from typing import Any, Literal
 import numpy as np
 
 from features.cache import (
+    CacheReadError,
+    CacheWriteError,
     Failure,
     FoldEntry,
+    cache_bytes_needed,
     concat,
     default_cache_dir,
     fold_entry,
     read_fold,
+    remove_stale_temp_files,
     write_fold,
 )
 from features.config import FeatureConfig
 from features.dataset import DatasetError, DatasetIndex, load_dataset
 from features.featureset import FeatureSet
 from features.logmel import AudioDecodeError, extract_clip
+from features.writable import FolderError, check_folder
 
 Transport = Literal["auto", "path", "bytes"]
 
@@ -83,12 +88,29 @@ class ExtractionResult:
         if self.cached_folds:
             lines.append(f"loaded from cache (no extraction): folds {', '.join(map(str, self.cached_folds))}")
         if self.failures:
-            lines.append(f"{len(self.failures)} clip(s) excluded; failure report(s):")
-            lines.extend(f"  {e.failures_csv}" for e in self.entries if _has_failures(e, self.failures))
-            lines.extend(f"  {f.file}: {f.reason}" for f in self.failures[:5])
+            reports = [e.failures_csv for e in self.entries if _has_failures(e, self.failures)]
+            lines.extend(describe_failures(self.failures, reports))
         if self.entries:
             lines.append(f"cache: {self.entries[0].directory}")
         return "\n".join(lines)
+
+
+FAILURE_HINT = (
+    "what to do: nothing, to go on without them (the rest is cached); or replace them from the "
+    "UrbanSound8K archive (or delete their CSV lines) and run again: only their folds are redone"
+)
+SHOWN_FAILURES = 5
+
+
+def describe_failures(failures: Sequence[Failure], reports: Sequence[Path]) -> list[str]:
+    """What the user reads about clips left out: each file, its CSV line, why, what to do."""
+    lines = [f"{len(failures)} clip(s) left out, they cannot be used as audio:"]
+    lines.extend(f"  {f.file} (CSV line {f.row}, fold {f.fold}): {f.reason}" for f in failures[:SHOWN_FAILURES])
+    if len(failures) > SHOWN_FAILURES:
+        lines.append(f"  ... and {len(failures) - SHOWN_FAILURES} more")
+    lines.extend(f"  all of them, per fold: {r}" for r in reports)
+    lines.append(f"  {FAILURE_HINT}")
+    return lines
 
 
 def _has_failures(entry: FoldEntry, failures: Sequence[Failure]) -> bool:
@@ -135,10 +157,10 @@ def extract_features(
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     started = time.perf_counter()
     entries = {f: fold_entry(cache_dir, config, f, _fold_index(index, f).fingerprint()) for f in index.folds}
-    todo = [f for f in index.folds if force or not entries[f].exists()]
-    parts: dict[int, tuple[FeatureSet, list[Failure]]] = {
-        f: read_fold(entries[f]) for f in index.folds if f not in todo
-    }
+    if entries:
+        remove_stale_temp_files(next(iter(entries.values())).directory)
+    parts = {} if force else load_cached_folds(entries, read_fold)
+    todo = [f for f in index.folds if f not in parts]
     extracted, nodes = 0, set()
     if todo:
         rows = index.table[index.table["fold"].isin(todo)]
@@ -162,6 +184,20 @@ def extract_features(
         entries=tuple(entries[f] for f in index.folds),
         nodes=tuple(sorted(nodes)),
     )
+
+
+def load_cached_folds(entries: dict[int, FoldEntry], read: Callable[[FoldEntry], Any]) -> dict[int, Any]:
+    """The folds whose cache entry is complete and readable. A damaged one (a disk error, or
+    a file another tool cut short) is reported and left out, so it is extracted again."""
+    parts = {}
+    for fold, entry in entries.items():
+        if not entry.exists():
+            continue
+        try:
+            parts[fold] = read(entry)
+        except CacheReadError as exc:
+            print(f"warning: {exc}; extracting fold {fold} again", file=sys.stderr)
+    return parts
 
 
 def _fold_index(index: DatasetIndex, fold: int) -> DatasetIndex:
@@ -420,23 +456,39 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def check_cache_folder(index: DatasetIndex, config: FeatureConfig, cache_dir: Path) -> None:
+    """Before any compute: the cache folder takes a write, and its disk has room for the folds
+    the cache lacks (raises ``FolderError`` saying which folder and why)."""
+    folds = {f: (len(sub), sub.fingerprint()) for f in index.folds for sub in [_fold_index(index, f)]}
+    check_folder(cache_dir, "feature cache folder", CACHE_FIX, cache_bytes_needed(cache_dir, config, folds))
+
+
+CACHE_FIX = "choose another with --cache-dir (or $US8K_CACHE_DIR)"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    config = FeatureConfig(recipe=args.recipe, kind=args.kind)
+    cache_dir = args.cache_dir if args.cache_dir is not None else default_cache_dir()
     try:
         index = load_dataset(args.data_dir, folds=args.folds, skip_missing=args.skip_missing)
-    except (DatasetError, ValueError) as exc:
+        check_cache_folder(index, config, cache_dir)
+    except (DatasetError, FolderError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     for warning in index.warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    config = FeatureConfig(recipe=args.recipe, kind=args.kind)
     if args.address:
         import ray
 
         ray.init(address=args.address)
-    result = extract_features(
-        index, config, args.cache_dir, force=args.force, batch_size=args.batch_size, transport=args.transport
-    )
+    try:
+        result = extract_features(
+            index, config, cache_dir, force=args.force, batch_size=args.batch_size, transport=args.transport
+        )
+    except CacheWriteError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     print(result.summary())
     return 0
 

@@ -63,7 +63,7 @@ def load_audio(source: AudioSource, sample_rate: int) -> np.ndarray:
                 data = sound.read(dtype=dtype, always_2d=True)
                 native_rate = sound.samplerate
     except (sf.LibsndfileError, RuntimeError, ValueError, EOFError) as exc:
-        raise AudioDecodeError(f"cannot decode audio: {_first_line(exc)}") from None
+        raise AudioDecodeError(undecodable_reason(source, exc)) from None
     except OSError as exc:
         raise AudioDecodeError(f"cannot read file: {exc.strerror or exc}") from None
     if data.size == 0:
@@ -181,6 +181,41 @@ def _check_riff_truncation(fh: BinaryIO) -> None:
                 break
             pos += 8 + size + (size & 1)
     fh.seek(0)
+
+
+_CONTAINERS = (b"RIFF", b"RIFX", b"RF64", b"FORM", b"fLaC", b"OggS", b"caff", b".snd", b"ID3")
+
+
+def undecodable_reason(source: AudioSource, exc: BaseException) -> str:
+    """Why libsndfile could not decode ``source``, in the user's terms: an empty file, a text
+    file, an unknown format (its first bytes), or a damaged header (libsndfile's words)."""
+    try:
+        with _open(source) as fh:
+            head = fh.read(64)
+            size = fh.seek(0, io.SEEK_END)
+    except OSError:
+        head, size = b"", -1
+    detail = _first_line(exc)
+    if size == 0:
+        return "cannot decode audio: the file is empty (0 bytes)"
+    if head.startswith(_CONTAINERS):
+        return f"cannot decode audio: damaged {head[:4].decode('latin-1').strip()} header ({detail})"
+    if _looks_like_text(head):
+        start = head[:40].decode("utf-8", errors="replace").splitlines()[0]
+        return f"cannot decode audio: a text file, not audio (it starts {start!r})"
+    if head:
+        return f"cannot decode audio: not an audio format libsndfile reads (it starts with bytes {head[:8].hex(' ')})"
+    return f"cannot decode audio: {detail}"
+
+
+def _looks_like_text(head: bytes) -> bool:
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.start < len(head) - 3:  # not just a character cut at the end of the sample
+            return False
+        text = head[: exc.start].decode("utf-8")
+    return bool(text) and all(c.isprintable() or c in "\t\r\n" for c in text)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -24,7 +24,13 @@ import soundfile as sf
 import soxr
 
 from features.config import FeatureConfig
-from features.logmel import AudioDecodeError, AudioSource, extract_clip, features_from_signal
+from features.logmel import (
+    AudioDecodeError,
+    AudioSource,
+    extract_clip,
+    features_from_signal,
+    undecodable_reason,
+)
 
 
 @dataclass(frozen=True)
@@ -43,7 +49,7 @@ def duration_seconds(source: AudioSource) -> float:
     try:
         info = sf.info(io.BytesIO(source) if isinstance(source, bytes) else str(source))
     except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
-        raise AudioDecodeError(f"cannot decode audio: {str(exc).splitlines()[0]}") from None
+        raise AudioDecodeError(undecodable_reason(source, exc)) from None
     except OSError as exc:
         raise AudioDecodeError(f"cannot read file: {exc.strerror or exc}") from None
     return info.frames / info.samplerate if info.samplerate else 0.0

@@ -238,7 +238,7 @@ def check_search_space(space: dict[str, Any], search: str) -> None:
             )
         if isinstance(spec, list):
             if not spec:
-                raise ValueError(f"sweep.search_space.{name}: empty list of values")
+                raise ValueError(f"sweep.search_space.{name}: empty list of values; {_one_value_hint(name)}")
             continue
         if not (isinstance(spec, dict) and len(spec) == 1 and next(iter(spec)) in DISTRIBUTIONS):
             raise ValueError(
@@ -247,6 +247,9 @@ def check_search_space(space: dict[str, Any], search: str) -> None:
             )
         kind, args = next(iter(spec.items()))
         if kind == "choice":
+            if not (isinstance(args, list) and args):
+                raise ValueError(f"sweep.search_space.{name}: choice needs a non-empty list of values, got {args!r}; "
+                                 f"{_one_value_hint(name)}")
             continue
         if search == "grid":
             raise ValueError(f"sweep.search_space.{name}: a {kind} range cannot be enumerated by grid search; "
@@ -255,6 +258,11 @@ def check_search_space(space: dict[str, Any], search: str) -> None:
             raise ValueError(f"sweep.search_space.{name}: {kind} needs [lo, hi] with lo < hi, got {args!r}")
         if kind == "loguniform" and args[0] <= 0:
             raise ValueError(f"sweep.search_space.{name}: loguniform needs lo > 0, got {args!r}")
+
+
+def _one_value_hint(name: str) -> str:
+    default = getattr(TrainConfig(), name)
+    return f"give at least one value (e.g. [{json.dumps(default)}], the default), or leave {name} out of the space"
 
 
 def _choices(spec: Any) -> list[Any]:

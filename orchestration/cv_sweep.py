@@ -17,6 +17,7 @@ precedence, lowest first: defaults, recipe, ``--config`` file, ``--set``, explic
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import sys
@@ -24,6 +25,8 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
+from features.cache import CacheWriteError, default_cache_dir
+from features.dataset import DatasetError
 from orchestration.config import (
     SweepSpec,
     apply_override,
@@ -90,6 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "(default: on with --data-dir, off for the demo)")
     out.add_argument("--register-as", metavar="NAME", help="MLflow registered model name (default us8k-cnn; '' = none)")
     out.add_argument("--verbose", action="store_true", help="show the Ray workers' output (TensorFlow, Ray Train)")
+    out.add_argument("--dry-run", action="store_true",
+                     help="check everything that can be checked before compute (settings, dataset, folders, "
+                          "tracking store), print the plan and exit; exit code 0 when all is well")
     return p
 
 
@@ -123,8 +129,9 @@ _FLAG_TO_FIELD = {
 def spec_from_args(args: argparse.Namespace) -> SweepSpec:
     """Defaults <- recipe <- config file <- --set overrides <- explicit flags; unknown keys rejected."""
     data: dict[str, Any] = load_recipe(args.recipe) if args.recipe else {}
-    if args.config:
-        data = merge_sections(data, load_config_file(args.config))
+    from_file: dict[str, Any] = load_config_file(args.config) if args.config else {}
+    if args.config:  # a copy: the file's own settings are checked alone on error
+        data = merge_sections(data, copy.deepcopy(from_file))
     for assignment in args.set:
         apply_override(data, assignment)
     if "recipe" in (data.get("sweep") or {}):
@@ -148,7 +155,37 @@ def spec_from_args(args: argparse.Namespace) -> SweepSpec:
         data.setdefault("sweep", {})["demo_shrink"] = False
     if args.no_log_models:
         data.setdefault("sweep", {})["log_models"] = False
-    return SweepSpec.from_dict(data)
+    try:
+        return SweepSpec.from_dict(data)
+    except ValueError as exc:
+        if args.config and _error_of(from_file) == str(exc):  # the file's own mistake: name it
+            raise ValueError(f"config file {args.config}: {exc}") from None
+        raise
+
+
+def _error_of(data: dict[str, Any]) -> str | None:
+    try:
+        SweepSpec.from_dict(data)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+def dry_run_report(plan) -> str:
+    """What a run of ``plan`` would do and where it would write (after every plan-time check)."""
+    sweep = plan.spec.sweep
+    configs = len(plan.configurations) if plan.configurations else sweep.num_samples
+    cache = sweep.cache_dir or str(default_cache_dir())
+    return "\n".join([
+        f"dry run: every plan-time check passed; nothing was run. Sweep {plan.name}"
+        + (" (resumed)" if plan.resume else ""),
+        f"  {configs} configuration(s) x {len(sweep.folds)} fold(s) ({sweep.search} search), "
+        f"{plan.spec.train.epochs} epoch(s) max",
+        f"  dataset: {sweep.data_dir or 'the synthetic demo set (generated into the cache on the first run)'}",
+        f"  feature cache: {cache}",
+        f"  Ray storage: {redact(plan.storage_path)}/{plan.name}",
+        f"  MLflow: {redact(plan.tracking_uri)} (experiment {sweep.experiment!r})",
+    ])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -163,11 +200,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, SweepError, TrackingError) as exc:
         print(f"error: {redact(str(exc))}", file=sys.stderr)
         return 2
+    if args.dry_run:
+        print(dry_run_report(plan))
+        return 0
     from orchestration.sweep_runner import run_sweep
 
     try:
         outcome = run_sweep(plan)
-    except (SweepError, TrackingError) as exc:
+    except (SweepError, TrackingError, DatasetError, CacheWriteError) as exc:
         print(f"error: {redact(str(exc))}", file=sys.stderr)
         return 2
     print(outcome.report)

@@ -22,6 +22,7 @@ from orchestration.config import (
     plain_params,
     random_configurations,
 )
+from orchestration.inputs import InputError, check_inputs
 from orchestration.redact import SECRET, redact_mapping
 from orchestration.tracking import check_tracking_uri, resolve_tracking_uri
 
@@ -173,7 +174,12 @@ def preflight(spec: SweepSpec, resume: bool | str) -> Plan:
     check_tracking_uri(tracking_uri)
     if spec.sweep.data_dir is not None and not Path(spec.sweep.data_dir).expanduser().is_dir():
         raise SweepError(f"--data-dir {spec.sweep.data_dir}: not a directory (expected the UrbanSound8K root)")
-    return Plan(spec, name, storage_path, tracking_uri, 0.0, 1, configurations(spec), resuming)
+    configs = configurations(spec)
+    try:
+        check_inputs(spec, storage_path, tracking_uri)  # dataset, and the folders written to
+    except InputError as exc:
+        raise SweepError(str(exc)) from None
+    return Plan(spec, name, storage_path, tracking_uri, 0.0, 1, configs, resuming)
 
 
 def with_cluster(plan: Plan, resources: dict[str, float]) -> Plan:

@@ -68,7 +68,7 @@ def classify(model: Any, files: list[Path], hop: float | None, windows: bool, pr
     rows = []
     for path in tqdm(files, unit="file", desc="classifying", disable=not progress, file=sys.stderr):
         if not path.is_file():
-            rows.append({"file": str(path), "error": "no such file"})
+            rows.append({"file": str(path), "error": "no such file (check the path)"})
             continue
         (row,) = model.predict(pd.DataFrame({"path": [str(path)]}), params=params).to_dict("records")
         row["file"] = str(path)
@@ -143,7 +143,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(format_rows(rows, args.windows))
     failed = sum(bool(r.get("error")) for r in rows)
     if failed:
-        print(f"{failed} of {len(rows)} file(s) could not be classified", file=sys.stderr)
+        print(f"{failed} of {len(rows)} file(s) could not be classified; each FAILED line says why (a file that "
+              "is not audio, or in a format libsndfile cannot read: convert it to WAV or FLAC, e.g. with ffmpeg)",
+              file=sys.stderr)
     return 1 if failed else 0
 
 
