@@ -1,8 +1,9 @@
 """python -m benchmarks.bad_inputs [--smoke-test] [--only TEXT]
 
-Runtime: about 1-2 minutes on 2 idle cores (a local Ray for the extraction rows; TensorFlow and
-an untrained model logged to a temporary MLflow store for the predict rows; one hour of audio
-classified); ``--smoke-test`` runs only the rows that need neither Ray nor TensorFlow (seconds).
+Runtime: about 10 minutes on 2 busy cores (load average 10-20; not yet timed on an idle
+machine): a local Ray for the extraction rows, TensorFlow and an untrained model logged to a
+temporary MLflow store for the predict rows, one hour of audio classified. ``--smoke-test`` runs
+only the rows that need neither Ray nor TensorFlow (seconds).
 
 Every kind of bad input the project handles (``CASES``, in ``benchmarks.bad_input_cases``), each
 built for real in a fresh temporary folder (a CSV, WAV files written with soundfile or as raw
