@@ -1,6 +1,6 @@
 """Atomic cache writes, proven on real processes: an extraction driver (`python -m
-features.extract`, with the local Ray it starts) is SIGKILLed while it writes a fold file, or
-between two folds; the next run never reads a half-written file, reuses every fold already
+features.extract`, connected to the session's local Ray cluster, which survives it) is SIGKILLed
+while it writes a fold file, or between two folds; the next run never reads a half-written file, reuses every fold already
 written, and extracts only the rest. A write that fails (a full disk, a real tmpfs) leaves no
 partial file and names the path.
 
@@ -38,7 +38,7 @@ from features.extract import extract_features
 from features.toy import make_toy_featureset
 
 ROOT = Path(__file__).resolve().parents[2]
-HANG_GUARD_S = 900  # only against a hang: the child starts Ray, then extracts 60 clips
+HANG_GUARD_S = 900  # only against a hang: the child connects to Ray, then extracts 60 clips
 CONFIG = FeatureConfig()
 FOLDS = (1, 2, 3)
 
@@ -77,10 +77,11 @@ def _fold_entries(root: Path, cache: Path) -> dict:
     return {f: fold_entry(cache, CONFIG, f, load_dataset(root, folds=(f,)).fingerprint()) for f in index.folds}
 
 
-def _run_until_paused(where: str, root: Path, cache: Path, log: Path) -> subprocess.Popen:
+def _run_until_paused(where: str, root: Path, cache: Path, log: Path, address: str) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    args = ["--data-dir", str(root), "--folds", "1-3", "--cache-dir", str(cache), "--batch-size", "8"]
+    args = ["--data-dir", str(root), "--folds", "1-3", "--cache-dir", str(cache), "--batch-size", "8",
+            "--address", address]
     child = subprocess.Popen([sys.executable, "-c", _CHILD, where, *args], stdin=subprocess.PIPE,
                              stdout=subprocess.PIPE, stderr=log.open("w"), text=True, cwd=ROOT, env=env,
                              start_new_session=True)
@@ -98,8 +99,9 @@ def test_a_killed_extraction_reuses_its_written_folds_and_never_reads_a_partial_
     where, ray_local, tiny_dataset_root, tmp_path
 ):
     root, cache = tiny_dataset_root, tmp_path / "cache"
-    child = _run_until_paused(where, root, cache, tmp_path / "child.log")
-    os.killpg(child.pid, signal.SIGKILL)  # the driver and the Ray it started
+    address = ray_local.get_runtime_context().gcs_address
+    child = _run_until_paused(where, root, cache, tmp_path / "child.log", address)
+    os.killpg(child.pid, signal.SIGKILL)  # the driver; the cluster lives on
     child.wait(timeout=120)
 
     entries = _fold_entries(root, cache)
