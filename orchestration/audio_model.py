@@ -118,7 +118,7 @@ def log_audio_model(run_id: str, keras_model: Any, settings: Mapping[str, Any]) 
 
     from features.config import FeatureConfig
     from features.windows import window_seconds
-    from orchestration.tracking import _model_requirements
+    from orchestration.mlflow_model import model_requirements
 
     hop = window_seconds(FeatureConfig.from_dict(settings["feature_config"])) / 2
     # pyfunc.log_model has no run_id argument, and `with mlflow.start_run(run_id)` would mark the
@@ -137,7 +137,7 @@ def log_audio_model(run_id: str, keras_model: Any, settings: Mapping[str, Any]) 
             code_paths=[str(ROOT / "features"), str(ROOT / "model")],
             signature=signature(tuple(settings["class_names"]), hop),
             input_example=pd.DataFrame({"audio_base64": [_example_wav()]}),
-            pip_requirements=[*_model_requirements(), "soundfile", "soxr", "scipy", "librosa", "scikit-learn", "pandas"],
+            pip_requirements=[*model_requirements(), "soundfile", "soxr", "scipy", "librosa", "scikit-learn", "pandas"],
             model_id=logged.model_id,
         )
     mlflow.MlflowClient().log_outputs(run_id, [LoggedModelOutput(logged.model_id, step=0)])

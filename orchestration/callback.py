@@ -3,32 +3,41 @@
 Tune calls it in the driver process for every trial event: trial start creates (or, on resume,
 finds) the fold run; every epoch result becomes a step of its metrics; trial completion logs
 test metrics, the report, figures and the model from the final checkpoint and refreshes the
-configuration's CV mean/std. The writes run in order on one background thread, so Tune keeps
-scheduling trials while a model is being logged (seconds per fold) and no two threads write to
-the tracking store at once. The callback is pickled into Tune's experiment state: it keeps only
-plain settings, rebuilds its client after a restore, and then logs any trial Tune finished
-that MLflow missed (the driver died between the two).
+configuration's CV mean/std. Each event becomes a unit of the sweep's MLflow spool
+(``orchestration.spool``): written to a journal on disk, then applied in order by one writer
+thread, so Tune keeps scheduling trials while a model is being logged (seconds per fold) or
+while the tracking server is away (the writer waits it out with backoff), and no two threads
+write to the tracking store at once. The callback is pickled into Tune's experiment state: it
+keeps only plain settings, finds the driver's writer again after a restore (or makes its own),
+and then logs any trial Tune finished that MLflow missed (the driver died between the two).
 """
 
 from __future__ import annotations
 
 import logging
-import tempfile
-import traceback
+import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 from ray.tune import Callback
 
 from model.train_loop import FINAL_KEY
-from orchestration.redact import redact
+from orchestration.spool import Spool, TrackingWriter, register_writer, registered_writer
 from orchestration.tracking import SweepTracker
+from orchestration.tracking_ops import apply_unit, fold_args, spool_files
 from orchestration.trial import REUSED_KEY
 from orchestration.tune_bridge import CHECKPOINT_PATH_KEY
 
 log = logging.getLogger(__name__)
+
+
+def make_writer(tracker: SweepTracker, spool_dir: str) -> TrackingWriter:
+    """The sweep's MLflow writer over its spool (pending units of an earlier driver first)."""
+    spool = Spool(spool_dir, {"tracking_uri": tracker.tracking_uri, "experiment": tracker.experiment,
+                              "sweep_id": tracker.sweep_id})
+    writer = TrackingWriter(spool, tracker.tracking_uri, lambda unit: apply_unit(tracker, unit), spool_files)
+    register_writer(writer)
+    return writer
 
 
 class MLflowSweepCallback(Callback):
@@ -42,6 +51,7 @@ class MLflowSweepCallback(Callback):
         config_label: Callable[[Mapping[str, Any]], str],
         searched: tuple[str, ...],
         storage_path: str,
+        spool_dir: str,
         log_models: bool = True,
     ) -> None:
         self.tracking_uri = tracking_uri
@@ -52,121 +62,78 @@ class MLflowSweepCallback(Callback):
         self.config_label = config_label
         self.searched = searched
         self.storage_path = storage_path
+        self.spool_dir = spool_dir
         self.log_models = log_models
-        self._tracker: SweepTracker | None = None
-        self._writer: ThreadPoolExecutor | None = None
+        self._writer: TrackingWriter | None = None
         self._reconciled = False
 
     def __getstate__(self) -> dict[str, Any]:
-        # An MLflow client (and its DB engine) and a thread pool are not picklable.
-        return {**self.__dict__, "_tracker": None, "_writer": None, "_reconciled": False}
+        # A writer (its thread, its MLflow client and DB engine) is not picklable.
+        return {**self.__dict__, "_writer": None, "_reconciled": False}
 
     @property
-    def tracker(self) -> SweepTracker:
-        if self._tracker is None:
-            self._tracker = SweepTracker(self.tracking_uri, self.experiment, self.sweep_id)
-            self._tracker.start_sweep({}, {})
-        return self._tracker
-
-    def attach(self, tracker: SweepTracker) -> None:
-        """Use the driver's tracker (already holding the sweep run) instead of building one."""
-        self._tracker = tracker
-
-    def flush(self) -> None:
-        """Wait for every queued write (called when the experiment ends)."""
-        if self._writer is not None:
-            self._writer.shutdown(wait=True)
-            self._writer = None
-
-    def _submit(self, what: str, fn: Callable[..., None], *args: Any) -> None:
+    def writer(self) -> TrackingWriter:
         if self._writer is None:
-            self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlflow-writer")
-        self._writer.submit(self._guarded, what, fn, *args)
+            self._writer = registered_writer(self.spool_dir)
+        if self._writer is None:  # not started by run_sweep (tests, or a foreign driver)
+            tracker = SweepTracker(self.tracking_uri, self.experiment, self.sweep_id)
+            tracker.attach_sweep()
+            self._writer = make_writer(tracker, self.spool_dir)
+        return self._writer
 
-    @staticmethod
-    def _guarded(what: str, fn: Callable[..., None], *args: Any) -> None:
-        try:
-            fn(*args)
-        except Exception:  # a tracking problem must not stop the sweep
-            log.exception("MLflow logging failed: %s", what)
+    def attach(self, writer: TrackingWriter) -> None:
+        """Use the driver's writer (its tracker already holds the sweep run)."""
+        self._writer = writer
+
+    def flush(self, timeout_s: float | None = None) -> bool:
+        """Wait for every queued write; False if some still wait for the tracking server."""
+        return self.writer.drain(timeout_s) if self._writer is not None else True
+
+    def _submit(self, op: str, args: dict[str, Any]) -> None:
+        self.writer.submit(op, args, int(time.time() * 1000))
+
+    def _fold(self, config: Mapping[str, Any], full: bool) -> dict[str, Any]:
+        if not full:
+            return fold_args(config)
+        params = config["params"]
+        return fold_args(config, self.fold_params(params), self.config_label(params), self.searched)
 
     # ------------------------------------------------------------------ Tune hooks
 
     def on_step_begin(self, iteration: int, trials: list, **info) -> None:
         if not self._reconciled:
             self._reconciled = True
-            finished = [(dict(t.config), final_result(t)) for t in trials
-                        if t.status == "TERMINATED" and (t.last_result or {}).get(FINAL_KEY)]
-            if finished:
-                self._submit("reconcile", self._reconcile, finished)
+            for trial in trials:  # finished in Tune: its unit is a no-op if MLflow has it
+                if trial.status == "TERMINATED" and (trial.last_result or {}).get(FINAL_KEY):
+                    self._complete(trial)
 
     def on_trial_start(self, iteration: int, trials: list, trial, **info) -> None:
-        self._submit("fold run", self._fold_run, dict(trial.config))
+        self._submit("fold_start", self._fold(trial.config, full=True))
 
     def on_trial_result(self, iteration: int, trials: list, trial, result: dict, **info) -> None:
         if result.get(FINAL_KEY) or result.get(REUSED_KEY):
             return  # the final report repeats the best epoch's numbers: not a new step
-        self._submit("epoch", self._log_epoch, dict(trial.config), dict(result))
+        self._submit("epoch", {**self._fold(trial.config, full=False), "result": _plain(result)})
 
     def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
+        self._complete(trial)
+
+    def _complete(self, trial) -> None:
         result = final_result(trial)
-        if not result.get(REUSED_KEY):
-            self._submit("fold result", self._finish, dict(trial.config), result)
+        if result.get(REUSED_KEY):
+            return  # MLflow has it (that is why it was reused)
+        args = {**self._fold(trial.config, full=True), "result": _plain(result),
+                "folds_total": self.folds_total, "log_models": self.log_models,
+                "checkpoint": result.get(CHECKPOINT_PATH_KEY), "storage_path": self.storage_path}
+        self._submit("finish", args)
 
     def on_trial_error(self, iteration: int, trials: list, trial, **info) -> None:
         error = getattr(trial, "error_file", None) or "trial failed"
-        self._submit("fold error", self._fail, dict(trial.config), f"trial {trial.trial_id} failed; see {error}")
+        self._submit("fail", {**self._fold(trial.config, full=True), "folds_total": self.folds_total,
+                              "message": f"trial {trial.trial_id} failed; see {error}"})
 
     def on_experiment_end(self, trials: list, **info) -> None:
-        self.flush()
-
-    # ------------------------------------------------------------------ writes (writer thread)
-
-    def _fold_run(self, config: Mapping[str, Any]) -> str:
-        cfg_id, fold = config["config_id"], int(config["fold"])
-        params = self.fold_params(config["params"])
-        self.tracker.config_run(cfg_id, self.config_label(config["params"]), params, self.searched)
-        return self.tracker.fold_run(cfg_id, fold, params)
-
-    def _log_epoch(self, config: Mapping[str, Any], result: Mapping[str, Any]) -> None:
-        self.tracker.log_epoch(self._fold_run(config), result)
-
-    def _finish(self, config: Mapping[str, Any], result: Mapping[str, Any]) -> None:
-        run_id = self._fold_run(config)
-        if not result.get(FINAL_KEY):  # stopped by Tune before the run's final report
-            self.tracker.stop_fold(run_id, "stopped before its final report (raced out, or the time budget ran out)")
-            self.tracker.update_config(config["config_id"], self.folds_total)
-            return
-        try:
-            self._log_final(run_id, config, result)
-        except Exception:
-            log.exception("MLflow logging of %s fold %s failed", config["config_id"], config["fold"])
-            self.tracker.client.set_tag(run_id, "us8k.logging_error", redact(traceback.format_exc())[-4000:])
-            self.tracker.client.set_terminated(run_id, "FINISHED")
-        self.tracker.update_config(config["config_id"], self.folds_total)
-
-    def _fail(self, config: Mapping[str, Any], message: str) -> None:
-        self.tracker.fail_fold(self._fold_run(config), message)
-        self.tracker.update_config(config["config_id"], self.folds_total)
-
-    def _reconcile(self, finished: list[tuple[dict, dict]]) -> None:
-        for config, result in finished:
-            if not self.tracker.is_fold_finished(config["config_id"], int(config["fold"])):
-                self._finish(config, result)
-
-    def _log_final(self, run_id: str, config: Mapping[str, Any], result: Mapping[str, Any]) -> None:
-        title = f"{config['config_id']} fold {config['fold']}"
-        checkpoint_path = result.get(CHECKPOINT_PATH_KEY)
-        if not checkpoint_path:
-            self.tracker.finish_fold(run_id, result, None, None, title)
-            return
-        from model.checkpoints import load_report
-
-        with tempfile.TemporaryDirectory() as tmp:
-            local = Path(_download_checkpoint(checkpoint_path, self.storage_path, Path(tmp)))
-            self.tracker.finish_fold(
-                run_id, result, load_report(local), local if self.log_models else None, title
-            )
+        pass  # the driver drains the writer (run_sweep), and waits out an outage there
 
 
 def final_result(trial) -> dict[str, Any]:
@@ -180,13 +147,7 @@ def final_result(trial) -> dict[str, Any]:
     return result
 
 
-def _download_checkpoint(path: str, storage_path: str, into: Path) -> str:
-    """Copy a checkpoint from the run's storage (local disk, S3, GCS...) to a local folder."""
-    import pyarrow.fs
-    from ray.train import Checkpoint
-
-    local = Path(path)
-    if local.is_dir():
-        return str(local)
-    filesystem, _ = pyarrow.fs.FileSystem.from_uri(storage_path)
-    return Checkpoint(path, filesystem=filesystem).to_directory(str(into / "checkpoint"))
+def _plain(result: Mapping[str, Any]) -> dict[str, Any]:
+    """The JSON-able scalars of a Tune result (numbers, strings, flags; no nested config)."""
+    return {k: (v.item() if hasattr(v, "item") else v) for k, v in result.items()
+            if isinstance(v, (int, float, str, bool)) or (hasattr(v, "item") and getattr(v, "ndim", 1) == 0)}

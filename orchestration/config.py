@@ -87,6 +87,9 @@ class SweepConfig:
     trial_max_failures: int = 1  # Ray Tune retries of a whole trial
     experiment: str = "us8k-cv"
     tracking_uri: str | None = None  # None: MLflow's default (MLFLOW_TRACKING_URI or sqlite:///mlflow.db)
+    # At its end, how long the sweep waits for an unreachable tracking server before it leaves
+    # the writes it could not make in its spool (python -m orchestration.replay).
+    tracking_grace_s: float = 300.0
     storage_path: str | None = None  # None: ~/ray_results
     name: str | None = None  # None: cv-<timestamp>; the same name (or --resume) continues a sweep
     address: str | None = None
@@ -124,6 +127,7 @@ class SweepConfig:
             _check("gpus_per_worker", self.gpus_per_worker, self.gpus_per_worker >= 0, "must be >= 0")
         if self.time_budget_s is not None:
             _check("time_budget_s", self.time_budget_s, self.time_budget_s > 0, "must be > 0 seconds")
+        _check("tracking_grace_s", self.tracking_grace_s, self.tracking_grace_s >= 0, "must be >= 0 seconds")
         for name in ("train_max_failures", "trial_max_failures"):
             _check(name, getattr(self, name), getattr(self, name) >= 0, "must be >= 0")
         check_search_space(self.search_space, self.search)

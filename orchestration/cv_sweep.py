@@ -85,8 +85,13 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
     out.add_argument("--storage-path", help="Ray Tune/Train storage (default: $US8K_STORAGE_PATH or ~/ray_results)")
     out.add_argument("--name", help="sweep name (default cv-<timestamp>); reuse it to continue a sweep")
+    out.add_argument("--tracking-grace", type=float, metavar="SECONDS",
+                     help="at the end, how long to wait for an unreachable MLflow server before leaving "
+                          "the writes in the sweep's spool for python -m orchestration.replay (default 300)")
     out.add_argument("--resume", nargs="?", const=True, default=False, metavar="NAME",
                      help="continue an interrupted sweep (the given name, else the latest one)")
+    out.add_argument("--force-config", action="store_true",
+                     help="with --resume: continue even though settings given now differ from the sweep's stored ones")
     out.add_argument("--no-log-models", action="store_true", help="do not log trained models to MLflow")
     out.add_argument("--refit", action=argparse.BooleanOptionalAction, default=None,
                      help="after the CV trials, train the best configuration on all folds and register it "
@@ -119,6 +124,7 @@ _FLAG_TO_FIELD = {
     "trial_process": ("sweep", "trial_process"),
     "experiment": ("sweep", "experiment"),
     "tracking_uri": ("sweep", "tracking_uri"),
+    "tracking_grace": ("sweep", "tracking_grace_s"),
     "storage_path": ("sweep", "storage_path"),
     "name": ("sweep", "name"),
     "refit": ("sweep", "refit"),
@@ -126,8 +132,8 @@ _FLAG_TO_FIELD = {
 }
 
 
-def spec_from_args(args: argparse.Namespace) -> SweepSpec:
-    """Defaults <- recipe <- config file <- --set overrides <- explicit flags; unknown keys rejected."""
+def given_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings this command gives explicitly (recipe <- config file <- --set <- flags), by section."""
     data: dict[str, Any] = load_recipe(args.recipe) if args.recipe else {}
     from_file: dict[str, Any] = load_config_file(args.config) if args.config else {}
     if args.config:  # a copy: the file's own settings are checked alone on error
@@ -148,17 +154,27 @@ def spec_from_args(args: argparse.Namespace) -> SweepSpec:
         sweep["data_dir"] = os.environ["US8K_DATA_DIR"]  # set on clusters made from cluster.yaml
     if args.search_space:
         try:
-            data.setdefault("sweep", {})["search_space"] = json.loads(args.search_space)
+            sweep["search_space"] = json.loads(args.search_space)
         except json.JSONDecodeError as exc:
             raise ValueError(f"--search-space is not valid JSON: {exc}") from None
     if args.full_size:
-        data.setdefault("sweep", {})["demo_shrink"] = False
+        sweep["demo_shrink"] = False
     if args.no_log_models:
-        data.setdefault("sweep", {})["log_models"] = False
+        sweep["log_models"] = False
+    return {section: values for section, values in data.items() if values}
+
+
+def spec_from_args(args: argparse.Namespace) -> SweepSpec:
+    """Defaults <- recipe <- config file <- --set overrides <- explicit flags; unknown keys rejected."""
+    return spec_of(given_settings(args), args)
+
+
+def spec_of(given: dict[str, Any], args: argparse.Namespace) -> SweepSpec:
+    """The spec of the settings this command gives; a config file's own mistake names the file."""
     try:
-        return SweepSpec.from_dict(data)
+        return SweepSpec.from_dict(given)
     except ValueError as exc:
-        if args.config and _error_of(from_file) == str(exc):  # the file's own mistake: name it
+        if args.config and _error_of(load_config_file(args.config)) == str(exc):
             raise ValueError(f"config file {args.config}: {exc}") from None
         raise
 
@@ -195,8 +211,9 @@ def dry_run_report(plan) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        spec = spec_from_args(args)
-        plan = replace(preflight(spec, args.resume), verbose=args.verbose)
+        given = given_settings(args)
+        spec = spec_of(given, args)
+        plan = replace(preflight(spec, args.resume, given, args.force_config), verbose=args.verbose)
     except (ValueError, SweepError, TrackingError) as exc:
         print(f"error: {redact(str(exc))}", file=sys.stderr)
         return 2
@@ -211,7 +228,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {redact(str(exc))}", file=sys.stderr)
         return 2
     print(outcome.report)
-    return 0 if outcome.all_completed else 1
+    if not outcome.all_completed:
+        return 1
+    return 0 if outcome.tracking_complete else 3
 
 
 if __name__ == "__main__":

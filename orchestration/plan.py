@@ -32,7 +32,6 @@ class SweepError(Exception):
 
 
 @dataclass(frozen=True)
-
 class Plan:
     """The resolved sweep: what runs where, with which names."""
 
@@ -45,6 +44,7 @@ class Plan:
     configurations: tuple[tuple[str, dict[str, Any]], ...]  # (config id, params); empty for optuna
     resume: bool
     verbose: bool = False
+    spec_changed: bool = False  # resumed with --force-config and new settings: store the new spec
 
 
 def resolve_storage_path(spec: SweepSpec) -> str:
@@ -161,15 +161,68 @@ def _unredacted(stored: Any, current: Any) -> dict[str, Any]:
     return {f: getattr(current, f) for f in fields if SECRET in str(getattr(stored, f) or "")}
 
 
-def preflight(spec: SweepSpec, resume: bool | str) -> Plan:
-    """Checks that need no cluster: names, storage, tracking store, configurations."""
+# What may differ when a sweep is resumed: where it runs, and how long it waits for MLflow.
+RESUME_FREE = {"sweep.address", "sweep.name", "sweep.tracking_grace_s"}
+
+
+def config_changes(stored: SweepSpec, given: dict[str, Any]) -> tuple[SweepSpec, list[str]]:
+    """The stored spec with the settings given on this command line on top, and what those
+    change ("section.key: old -> new"). Only settings given count: a bare ``--resume NAME``
+    changes nothing. URIs are compared redacted (the stored spec holds them so)."""
+    merged = stored.to_dict()
+    for section, values in given.items():
+        merged.setdefault(section, {}).update(values)
+    new = SweepSpec.from_dict(merged)
+    old_flat, new_flat = _flat(redact_mapping(stored.to_dict())), _flat(redact_mapping(new.to_dict()))
+    changes = [f"{key}: {_show(old_flat.get(key))} -> {_show(new_flat.get(key))}"
+               for key in sorted(set(old_flat) | set(new_flat))
+               if key not in RESUME_FREE and old_flat.get(key) != new_flat.get(key)]
+    return new, changes
+
+
+def _flat(spec: dict[str, Any]) -> dict[str, Any]:
+    return {f"{section}.{key}": value for section, values in spec.items() for key, value in values.items()}
+
+
+def _show(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def _resumed_spec(spec: SweepSpec, stored: SweepSpec, given: dict[str, Any] | None, force: bool,
+                  where: str) -> SweepSpec:
+    """The spec a resumed sweep runs with: the stored one, unless settings given now change it
+    (refused, with the changes listed, unless ``force``)."""
+    new, changes = config_changes(stored, given or {})
+    if changes and not force:
+        raise SweepError(
+            f"cannot resume {where}: this command changes the configuration the sweep started with\n  "
+            + "\n  ".join(changes)
+            + "\nDrop these settings to continue the sweep as it was configured (--resume NAME alone is "
+            "enough), start a new sweep with another --name, or add --force-config to continue with the "
+            "new values (finished pairs keep their results; unfinished ones train with the new values)"
+        )
+    base = new if changes else stored
+    if changes:
+        print("--force-config: resuming with a changed configuration\n  " + "\n  ".join(changes), flush=True)
+    # Only where it runs may change; URIs stored redacted come from this command.
+    return replace(base, sweep=replace(base.sweep, address=spec.sweep.address,
+                                       tracking_grace_s=spec.sweep.tracking_grace_s,
+                                       **_unredacted(base.sweep, spec.sweep)))
+
+
+def preflight(spec: SweepSpec, resume: bool | str, given: dict[str, Any] | None = None,
+              force_config: bool = False) -> Plan:
+    """Checks that need no cluster: names, storage, tracking store, configurations.
+    ``given``: the settings this command sets explicitly (sections of keys), compared with the
+    stored spec of a resumed sweep."""
     storage_path = resolve_storage_path(spec)
     name, resuming = resolve_name(spec, resume, storage_path)
     stored = read_stored_spec(storage_path, name) if resuming else None
+    changed = False
     if stored is not None:
-        # A resumed sweep continues as it was configured; only where it runs may change.
-        spec = replace(stored, sweep=replace(stored.sweep, address=spec.sweep.address,
-                                             **_unredacted(stored.sweep, spec.sweep)))
+        resumed = _resumed_spec(spec, stored, given, force_config, f"{_join(storage_path, name)}")
+        changed = force_config and config_changes(stored, given or {})[1] != []
+        spec = resumed
     tracking_uri = resolve_tracking_uri(spec.sweep.tracking_uri)
     check_tracking_uri(tracking_uri)
     if spec.sweep.data_dir is not None and not Path(spec.sweep.data_dir).expanduser().is_dir():
@@ -179,7 +232,7 @@ def preflight(spec: SweepSpec, resume: bool | str) -> Plan:
         check_inputs(spec, storage_path, tracking_uri)  # dataset, and the folders written to
     except InputError as exc:
         raise SweepError(str(exc)) from None
-    return Plan(spec, name, storage_path, tracking_uri, 0.0, 1, configs, resuming)
+    return Plan(spec, name, storage_path, tracking_uri, 0.0, 1, configs, resuming, spec_changed=changed)
 
 
 def with_cluster(plan: Plan, resources: dict[str, float]) -> Plan:

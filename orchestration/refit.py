@@ -45,7 +45,7 @@ def refit_best(plan: Plan, features_ref: Any, best: ConfigResult, tracker: Sweep
     import mlflow
 
     from orchestration.audio_model import log_audio_model
-    from orchestration.callback import _download_checkpoint
+    from orchestration.tracking_ops import download_checkpoint
 
     sweep = plan.spec.sweep
     config = trial_train_config(plan.spec.train.to_dict(), best.params)
@@ -61,7 +61,7 @@ def refit_best(plan: Plan, features_ref: Any, best: ConfigResult, tracker: Sweep
     run = RunSettings(plan.storage_path, f"{plan.name}-refit/{best.config_id}", max_failures=sweep.train_max_failures)
     result = train_fold(features_ref, None, config, resources, run)
     with tempfile.TemporaryDirectory() as tmp:
-        local = Path(_download_checkpoint(result.checkpoint.path, plan.storage_path, Path(tmp)))
+        local = Path(download_checkpoint(result.checkpoint.path, plan.storage_path, Path(tmp)))
         report = load_report(local)
         state = json.loads((local / STATE_FILE).read_text())
         tracker.log_history(run_id, report["history"], result.metrics)

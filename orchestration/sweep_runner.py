@@ -17,7 +17,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT, MLFLOW_SOURCE_NAME, MLFL
 
 from features.augment import AugmentConfig
 from features.cache import default_cache_dir
-from orchestration.callback import MLflowSweepCallback
+from orchestration.callback import MLflowSweepCallback, make_writer
 from orchestration.cluster import cluster_resources
 from orchestration.config import optuna_space
 from orchestration.plan import Plan, SweepError, with_cluster, write_stored_spec
@@ -34,6 +34,7 @@ from orchestration.results import (
     write_results,
 )
 from orchestration.search import RacingScheduler
+from orchestration.spool import SPOOL_DIR, fail_fast_http, server_answers, unregister_writer
 from orchestration.tracking import SweepTracker, ui_runs_url
 from orchestration.trial import (
     TrialSettings,
@@ -55,31 +56,33 @@ class Outcome:
     results: tuple[ConfigResult, ...]
     report: str
     all_completed: bool
+    tracking_complete: bool = True  # False: MLflow writes are left in the spool (replay them)
 
 
 def run_sweep(plan: Plan) -> Outcome:
     import ray
 
+    fail_fast_http()  # the writer retries an unreachable tracking server itself
     started = time.time()
     _init_ray(plan.spec.sweep.address, plan.verbose)
     plan = with_cluster(plan, cluster_resources())
     featureset, data_info = _features(plan)
     tracker = _start_tracking(plan, data_info)
+    writer = _writer(plan, tracker)
     features_ref = ray.put(featureset)
     callback = _callback(plan)
     if callback.log_models:
         _import_tensorflow_cpu_only_quietly()
-    callback.attach(tracker)
+    callback.attach(writer)
     tuner = _tuner(plan, features_ref, callback, _settings(plan, tracker))
-    if not plan.resume:
+    if not plan.resume or plan.spec_changed:
         write_stored_spec(plan)
     fit_started, fit_started_unix = time.perf_counter(), time.time()
     try:
         grid = tuner.fit()
-    finally:
-        # Queued MLflow writes land before results are read. (A restored sweep runs Tune's
-        # unpickled copy of the callback instead; it flushes in on_experiment_end.)
-        callback.flush()
+    except BaseException:
+        writer.close(0)  # what the server takes now; the rest stays spooled for --resume
+        raise
     sched = scheduling(grid, time.perf_counter() - fit_started, plan.max_concurrent, fit_started_unix)
     results = collect_results(grid, board(plan.name))
     wall = time.time() - started
@@ -88,22 +91,67 @@ def run_sweep(plan: Plan) -> Outcome:
     complete = all(r.folds_completed == len(plan.spec.sweep.folds) for r in results if r.raced_out is None)
     status = "FINISHED" if complete else "FAILED"
     for cfg_id, comparison in comparisons(results).items():
-        tracker.log_comparison(cfg_id, comparison, verdict(comparison))
+        writer.submit("comparison", {"config_id": cfg_id, "values": comparison_metrics(comparison),
+                                     "words": verdict(comparison)})
     for r in results:
         if r.raced_out is not None:
-            tracker.mark_raced_out(r.config_id, r.raced_out)
+            writer.submit("raced_out", {"config_id": r.config_id, "dropped": dict(r.raced_out)})
     metrics = {**_sweep_metrics(results, wall, sched), **_racing_metrics(plan, results, grid)}
-    refit_line = None
-    if plan.spec.sweep.refits and results and results[0].fold_accuracy:
-        from orchestration.refit import refit_best
-
-        refit_line = refit_best(plan, features_ref, results[0], tracker, data_info).line()
-    tracker.finish_sweep(status, metrics, out_dir)
+    refit_line = _refit(plan, features_ref, results, tracker, data_info, writer)
+    writer.submit("finish_sweep", {"status": status, "metrics": metrics, "artifacts_dir": str(out_dir)})
+    tracking = writer.close(plan.spec.sweep.tracking_grace_s)
+    unregister_writer(writer)
     ui = plan.tracking_uri if plan.tracking_uri.startswith("http") else "http://127.0.0.1:5000"  # mlflow ui's
+    if tracking.pending:  # the report reads the runs back from MLflow: after the replay
+        sweep_report = (f"report: not written (MLflow unreachable); after the replay: python -m orchestration.report "
+                        f"--run-id {tracker.sweep_run_id} --tracking-uri {redact(plan.tracking_uri)}")
+    else:
+        sweep_report = _sweep_report(tracker, out_dir / "report")
     extra = [f"the sweep's runs in the MLflow UI: {redact(ui_runs_url(ui, tracker.experiment_id))}",
-             *(line for line in (refit_line, _sweep_report(tracker, out_dir / "report")) if line)]
+             *(line for line in (refit_line, sweep_report) if line), *tracking.lines(plan.tracking_uri)]
     report = format_report(results, plan, wall, out_dir, sched) + "".join(f"\n{line}" for line in extra)
-    return Outcome(tuple(results), report, status == "FINISHED")
+    return Outcome(tuple(results), report, status == "FINISHED", tracking.pending == 0)
+
+
+def _writer(plan: Plan, tracker: SweepTracker):
+    """The sweep's MLflow writer; writes an earlier driver left in the spool go first (the
+    server answered the preflight check), so the pairs they finish count as finished."""
+    writer = make_writer(tracker, spool_dir(plan))
+    left = len(writer.spool.pending())
+    if left:
+        print(f"MLflow: writing {left} unit(s) an earlier run of this sweep left in {writer.spool.folder}", flush=True)
+        writer.drain()
+    return writer
+
+
+def spool_dir(plan: Plan) -> str:
+    return str(Path(_local_results_dir(plan)) / SPOOL_DIR)
+
+
+def comparison_metrics(comparison) -> dict[str, float] | None:
+    if comparison is None:
+        return None
+    return {"vs_best_mean_difference": comparison.mean_difference, "vs_best_ci_low": comparison.ci_low,
+            "vs_best_ci_high": comparison.ci_high, "vs_best_wilcoxon_p": comparison.wilcoxon_p,
+            "vs_best_ttest_p": comparison.ttest_p}
+
+
+def _refit(plan: Plan, features_ref, results, tracker: SweepTracker, data_info, writer) -> str | None:
+    """The refit (it needs MLflow: it registers a model). With the tracking server away it is
+    left for ``--resume``, which refits a sweep whose refit has not finished."""
+    if not (plan.spec.sweep.refits and results and results[0].fold_accuracy):
+        return None
+    from orchestration.refit import refit_best
+
+    # The fold runs' writes first (one writer at a time); not if the server is away.
+    if not writer.drain(plan.spec.sweep.tracking_grace_s):
+        return "refit: skipped, the MLflow server is unreachable; run --resume once it is back to refit and register"
+    try:
+        return refit_best(plan, features_ref, results[0], tracker, data_info).line()
+    except Exception:
+        if server_answers(plan.tracking_uri):
+            raise
+        return "refit: the MLflow server went away during the refit; run --resume once it is back to redo it"
 
 
 def _sweep_report(tracker: SweepTracker, out_dir: Path) -> str | None:
@@ -329,6 +377,7 @@ def _describe(plan: Plan) -> str:
 def _callback(plan: Plan) -> MLflowSweepCallback:
     searched = tuple(plan.spec.sweep.search_space)
     return MLflowSweepCallback(
+        spool_dir=spool_dir(plan),
         tracking_uri=plan.tracking_uri,
         experiment=plan.spec.sweep.experiment,
         sweep_id=plan.name,

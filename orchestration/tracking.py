@@ -98,68 +98,81 @@ class SweepTracker:
         self._config_runs: dict[str, str] = {}
         self._fold_runs: dict[tuple[str, int], str] = {}
         self._logged_steps: dict[str, int] = {}
+        self._finished: set[str] = set()  # fold runs known FINISHED: never written again
 
     # ---------------------------------------------------------------- finding and creating runs
 
-    def _find(self, tags: Mapping[str, str]) -> str | None:
+    def _find(self, tags: Mapping[str, str]) -> Any:
+        """This sweep's run with these tags (the oldest, should a duplicate exist), or None."""
         clauses = [f"tags.`{TAG_SWEEP}` = '{self.sweep_id}'"]
         clauses += [f"tags.`{k}` = '{v}'" for k, v in tags.items()]
         runs = self.client.search_runs(
             [self.experiment_id], " and ".join(clauses), max_results=2, order_by=["attributes.start_time ASC"]
         )
-        return runs[0].info.run_id if runs else None
+        return runs[0] if runs else None
 
-    def _find_or_create(self, name: str, parent: str | None, tags: dict[str, str]) -> tuple[str, bool]:
-        existing = self._find(tags)
-        if existing:
-            return existing, False
-        all_tags = {**self.source_tags, TAG_SWEEP: self.sweep_id, **tags, MLFLOW_RUN_NAME: name}
-        if parent:
-            all_tags[MLFLOW_PARENT_RUN_ID] = parent
-        run = self.client.create_run(self.experiment_id, tags=all_tags, run_name=name)
-        return run.info.run_id, True
+    def _find_or_create(
+        self, name: str, parent: str | None, tags: dict[str, str], params: Mapping[str, Any] | None = None
+    ) -> tuple[str, Any]:
+        """(run id, the run found, or None if created now). Idempotent: a run is found by its
+        tags, and only the params it lacks are logged, so a create retried after an attempt
+        that died halfway (the tracking server went away) completes that run, never a second."""
+        found = self._find(tags)
+        if found is None:
+            all_tags = {**self.source_tags, TAG_SWEEP: self.sweep_id, **tags, MLFLOW_RUN_NAME: name}
+            if parent:
+                all_tags[MLFLOW_PARENT_RUN_ID] = parent
+            run_id = self.client.create_run(self.experiment_id, tags=all_tags, run_name=name).info.run_id
+        else:
+            run_id = found.info.run_id
+        if params is not None and (found is None or found.info.status != "FINISHED"):
+            self._log_params(run_id, params, found.data.params if found is not None else {})
+        return run_id, found
 
     def start_sweep(self, params: Mapping[str, Any], tags: Mapping[str, str]) -> str:
-        run_id, created = self._find_or_create(self.sweep_id, None, {TAG_KIND: "sweep"})
+        run_id, found = self._find_or_create(self.sweep_id, None, {TAG_KIND: "sweep"}, params if params else None)
         self.sweep_run_id = run_id
-        if created:
-            self._log_params(run_id, params)
-        else:
+        if found is not None:
             self.client.update_run(run_id, status="RUNNING")
-        self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+        if tags:
+            self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
         return run_id
+
+    def attach_sweep(self) -> str:
+        """Find (or create) the sweep run without reopening it: for writes replayed later."""
+        if self.sweep_run_id is None:
+            self.sweep_run_id, _ = self._find_or_create(self.sweep_id, None, {TAG_KIND: "sweep"})
+        return self.sweep_run_id
 
     def config_run(self, cfg_id: str, label: str, params: Mapping[str, Any], searched: Iterable[str]) -> str:
         if cfg_id in self._config_runs:
             return self._config_runs[cfg_id]
-        run_id, created = self._find_or_create(
-            f"{cfg_id} {label}", self.sweep_run_id, {TAG_KIND: "config", TAG_CONFIG: cfg_id}
+        # Every configuration logs the same full set of parameter names, so MLflow's compare
+        # view and parallel-coordinates plot line them up.
+        run_id, found = self._find_or_create(
+            f"{cfg_id} {label}", self.attach_sweep(), {TAG_KIND: "config", TAG_CONFIG: cfg_id}, params
         )
-        if created:
-            # Every configuration logs the same full set of parameter names, so MLflow's compare
-            # view and parallel-coordinates plot line them up.
-            self._log_params(run_id, params)
+        if found is None or "us8k.searched" not in found.data.tags:
             self.client.set_tag(run_id, "us8k.searched", ",".join(sorted(searched)))
         self._config_runs[cfg_id] = run_id
         return run_id
 
     def refit_run(self, cfg_id: str, params: Mapping[str, Any]) -> str:
         """A child of the sweep run for the best configuration's refit on every fold."""
-        run_id, created = self._find_or_create(f"refit {cfg_id}", self.sweep_run_id, {TAG_KIND: "refit", TAG_CONFIG: cfg_id})
-        if created:
-            self._log_params(run_id, params)
-        else:
+        run_id, found = self._find_or_create(
+            f"refit {cfg_id}", self.sweep_run_id, {TAG_KIND: "refit", TAG_CONFIG: cfg_id}, params
+        )
+        if found is not None:
             self.client.update_run(run_id, status="RUNNING")
         return run_id
 
     def finished_refit(self, cfg_id: str) -> tuple[str, str] | None:
         """(run id, audio model URI) of this sweep's finished refit of ``cfg_id``, if any."""
-        run_id = self._find({TAG_KIND: "refit", TAG_CONFIG: cfg_id})
-        if run_id is None:
+        run = self._find({TAG_KIND: "refit", TAG_CONFIG: cfg_id})
+        if run is None:
             return None
-        run = self.client.get_run(run_id)
         uri = run.data.tags.get("us8k.audio_model_uri")
-        return (run_id, uri) if run.info.status == "FINISHED" and uri else None
+        return (run.info.run_id, uri) if run.info.status == "FINISHED" and uri else None
 
     def log_history(self, run_id: str, history: list[Mapping[str, Any]], final: Mapping[str, Any]) -> None:
         """Per-epoch metrics as steps, then the final ones, in batches."""
@@ -174,15 +187,31 @@ class SweepTracker:
         if key in self._fold_runs:
             return self._fold_runs[key]
         parent = self._config_runs[cfg_id]
-        run_id, created = self._find_or_create(
-            f"{cfg_id} fold {fold}", parent, {TAG_KIND: "fold", TAG_CONFIG: cfg_id, TAG_FOLD: str(fold)}
+        run_id, found = self._find_or_create(
+            f"{cfg_id} fold {fold}", parent, {TAG_KIND: "fold", TAG_CONFIG: cfg_id, TAG_FOLD: str(fold)},
+            {**params, "test_fold": fold},
         )
-        if created:
-            self._log_params(run_id, {**params, "test_fold": fold})
+        if found is None or (not found.inputs.dataset_inputs and found.info.status != "FINISHED"):
             self._log_datasets(run_id, fold)
-        elif self.client.get_run(run_id).info.status != "FINISHED":
+        return self._adopt(key, run_id, found)
+
+    def fold_run_id(self, cfg_id: str, fold: int) -> str:
+        """The fold run a unit written earlier created (found by its tags, not created)."""
+        key = (cfg_id, fold)
+        if key not in self._fold_runs:
+            found = self._find({TAG_KIND: "fold", TAG_CONFIG: cfg_id, TAG_FOLD: str(fold)})
+            if found is None:
+                raise LookupError(f"sweep {self.sweep_id} has no MLflow run for {cfg_id} fold {fold}")
+            self._adopt(key, found.info.run_id, found)
+        return self._fold_runs[key]
+
+    def _adopt(self, key: tuple[str, int], run_id: str, found: Any) -> str:
+        if found is not None and found.info.status == "FINISHED":
+            self._finished.add(run_id)  # complete: nothing is ever written to it again
+        elif found is not None:
             # An attempt interrupted before it finished: its epochs so far stay, new ones follow.
-            self.client.update_run(run_id, status="RUNNING")
+            if found.info.status != "RUNNING":
+                self.client.update_run(run_id, status="RUNNING")
             self._logged_steps[run_id] = self._last_step(run_id)
         self._fold_runs[key] = run_id
         return run_id
@@ -214,16 +243,23 @@ class SweepTracker:
 
     # ---------------------------------------------------------------- logging
 
-    def log_epoch(self, run_id: str, result: Mapping[str, Any]) -> None:
-        """One epoch's metrics at step = epoch; epochs already logged (before a resume) are skipped."""
+    def log_epoch(self, run_id: str, result: Mapping[str, Any], time_ms: int | None = None) -> None:
+        """One epoch's metrics at step = epoch; epochs already logged (before a resume) are
+        skipped. ``time_ms`` (when the epoch was reported) makes a retried write identical to
+        the first, which MLflow stores once."""
         step = int(result.get("epoch", 0))
-        if step <= self._logged_steps.get(run_id, 0):
+        if run_id in self._finished or step <= self._logged_steps.get(run_id, 0):
             return
-        now = int(time.time() * 1000)
+        now = time_ms or _now_ms()
         metrics = [Metric(k, float(result[k]), now, step) for k in EPOCH_METRICS if _finite(result.get(k))]
         if metrics:
             self.client.log_batch(run_id, metrics=metrics)
         self._logged_steps[run_id] = step
+
+    def is_finished(self, run_id: str) -> bool:
+        if run_id not in self._finished and self.client.get_run(run_id).info.status == "FINISHED":
+            self._finished.add(run_id)
+        return run_id in self._finished
 
     def finish_fold(
         self,
@@ -232,13 +268,21 @@ class SweepTracker:
         report: Mapping[str, Any] | None,
         model_dir: Path | None,
         title: str,
+        time_ms: int | None = None,
     ) -> None:
-        """Test metrics, wall time, hardware, report, figures and the model; then mark the
-        fold run FINISHED. ``wall_seconds`` is the trial's time as Tune measured it
-        (``time_total_s``: start-up included, summed over retries)."""
+        """Test metrics, wall time, hardware, report, figures and the model; then, last, mark
+        the fold run FINISHED. ``wall_seconds`` is the trial's time as Tune measured it
+        (``time_total_s``: start-up included, summed over retries).
+
+        Idempotent, so a retry after a tracking outage or a crash completes the run: metrics
+        carry ``time_ms`` (identical rows are stored once), artifacts overwrite, a model is
+        logged unless a complete one is there, and a run already FINISHED is left alone."""
+        from orchestration.mlflow_model import log_keras_model
         from orchestration.plots import confusion_matrix_png, learning_curve_png, per_class_table
 
-        now = int(time.time() * 1000)
+        if self.is_finished(run_id):
+            return
+        now = time_ms or _now_ms()
         metrics = [Metric(k, float(final[k]), now, 0) for k in FINAL_METRICS if _finite(final.get(k))]
         if _finite(final.get("time_total_s")):
             metrics.append(Metric("wall_seconds", float(final["time_total_s"]), now, 0))
@@ -254,47 +298,19 @@ class SweepTracker:
                     learning_curve_png(report["history"], folder / "learning_curve.png", title)
                 self.client.log_artifacts(run_id, tmp)
         if model_dir is not None:
-            self._log_model(run_id, model_dir)
+            log_keras_model(self.client, self.tracking_uri, self.experiment_id, run_id, model_dir)
         self.client.set_terminated(run_id, "FINISHED")
-
-    def _log_model(self, run_id: str, checkpoint_dir: Path) -> None:
-        import mlflow
-        import tensorflow
-
-        from model.checkpoints import load_model
-
-        model = load_model(checkpoint_dir, compile=False)  # for inference: no optimizer state
-        if not isinstance(model, tensorflow.keras.Model):
-            # TensorFlow was imported before TF_USE_LEGACY_KERAS=1 was set (sweep_runner sets
-            # it): MLflow would log a bare SavedModel instead of the Keras model.
-            raise RuntimeError(
-                "tensorflow.keras is not tf_keras in this process: set TF_USE_LEGACY_KERAS=1 "
-                "before TensorFlow is imported"
-            )
-        mlflow.set_tracking_uri(self.tracking_uri)
-        mlflow.set_experiment(experiment_id=self.experiment_id)  # where the LoggedModel lives
-        # run_id, not `with mlflow.start_run(run_id)`: leaving that block would mark the run
-        # FINISHED before finish_fold does, and write its end time twice.
-        mlflow.tensorflow.log_model(
-            model,
-            name="model",
-            run_id=run_id,
-            # Explicit requirements: inferring them starts a subprocess that imports
-            # TensorFlow again, ~10 CPU-seconds per fold on the driver.
-            pip_requirements=_model_requirements(),
-            signature=_model_signature(model),
-            # tf_keras enables its native .keras format per thread, only in the thread that
-            # imported it; on the callback's writer thread a "model.keras" would be HDF5.
-            keras_model_kwargs={"save_format": "keras_v3"},
-        )
+        self._finished.add(run_id)
 
     def fail_fold(self, run_id: str, error: str) -> None:
+        if self.is_finished(run_id):
+            return  # finished (a retried trial that failed later): its results stand
         self.client.set_tag(run_id, "us8k.error", redact(error)[:5000])
         self.client.set_terminated(run_id, "FAILED")
 
     def is_fold_finished(self, cfg_id: str, fold: int) -> bool:
-        run_id = self._find({TAG_KIND: "fold", TAG_CONFIG: cfg_id, TAG_FOLD: str(fold)})
-        return run_id is not None and self.client.get_run(run_id).info.status == "FINISHED"
+        run = self._find({TAG_KIND: "fold", TAG_CONFIG: cfg_id, TAG_FOLD: str(fold)})
+        return run is not None and run.info.status == "FINISHED"
 
     def fold_accuracies(self, cfg_id: str) -> dict[int, float]:
         """test_accuracy of each finished fold run of a configuration, read back from MLflow."""
@@ -310,11 +326,11 @@ class SweepTracker:
             if "test_accuracy" in r.data.metrics
         }
 
-    def update_config(self, cfg_id: str, folds_total: int) -> dict[int, float]:
+    def update_config(self, cfg_id: str, folds_total: int, time_ms: int | None = None) -> dict[int, float]:
         """Recompute a configuration's CV metrics from its fold runs (so they always agree)."""
         accuracies = self.fold_accuracies(cfg_id)
         run_id = self._config_runs[cfg_id]
-        now = int(time.time() * 1000)
+        now = time_ms or _now_ms()
         done = len(accuracies)
         metrics = [Metric("folds_completed", done, now, done)]
         metrics += [Metric(f"fold_{f}_accuracy", a, now, 0) for f, a in sorted(accuracies.items())]
@@ -322,27 +338,33 @@ class SweepTracker:
             values = list(accuracies.values())
             metrics.append(Metric("cv_accuracy_mean", statistics.fmean(values), now, done))
             metrics.append(Metric("cv_accuracy_std", statistics.pstdev(values), now, done))
-        self.client.log_batch(run_id, metrics=metrics)
-        if done == folds_total:
+        run = self.client.get_run(run_id)
+        if any(run.data.metrics.get(m.key) != m.value for m in metrics):  # a replay changes nothing
+            self.client.log_batch(run_id, metrics=metrics)
+        if done == folds_total and run.info.status != "FINISHED":
             self.client.set_terminated(run_id, "FINISHED")
         return accuracies
 
-    def log_comparison(self, cfg_id: str, comparison: Any, words: str) -> None:
-        """A configuration's paired comparison with the best (``orchestration.compare``)."""
-        run_id = self._config_runs.get(cfg_id) or self._find({TAG_KIND: "config", TAG_CONFIG: cfg_id})
+    def _config_run_id(self, cfg_id: str) -> str | None:
+        if cfg_id in self._config_runs:
+            return self._config_runs[cfg_id]
+        run = self._find({TAG_KIND: "config", TAG_CONFIG: cfg_id})
+        return run.info.run_id if run is not None else None
+
+    def log_comparison(self, cfg_id: str, values: Mapping[str, float] | None, words: str, time_ms: int | None = None) -> None:
+        """A configuration's paired comparison with the best (``orchestration.compare``):
+        ``values`` are its ``vs_best_*`` metrics, ``words`` the verdict."""
+        run_id = self._config_run_id(cfg_id)
         if run_id is None:
             return
         self.client.set_tag(run_id, "us8k.vs_best", words[:5000])
-        if comparison is not None:
-            now = int(time.time() * 1000)
-            values = {"vs_best_mean_difference": comparison.mean_difference, "vs_best_ci_low": comparison.ci_low,
-                      "vs_best_ci_high": comparison.ci_high, "vs_best_wilcoxon_p": comparison.wilcoxon_p,
-                      "vs_best_ttest_p": comparison.ttest_p}
+        if values:
+            now = time_ms or _now_ms()
             self.client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in values.items() if _finite(v)])
 
     def mark_raced_out(self, cfg_id: str, dropped: Mapping[str, Any]) -> None:
         """Tags saying why a configuration left the race; its run ends KILLED (folds unrun)."""
-        run_id = self._config_runs.get(cfg_id) or self._find({TAG_KIND: "config", TAG_CONFIG: cfg_id})
+        run_id = self._config_run_id(cfg_id)
         if run_id is None:
             return
         tags = {
@@ -353,25 +375,29 @@ class SweepTracker:
             "us8k.raced_out_folds": ",".join(map(str, dropped["folds"])),
         }
         self.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
-        self.client.set_terminated(run_id, "KILLED")
+        if self.client.get_run(run_id).info.status != "KILLED":
+            self.client.set_terminated(run_id, "KILLED")
 
     def stop_fold(self, run_id: str, reason: str) -> None:
         """A fold run stopped before its final report (raced out, time budget): KILLED, tagged."""
+        if self.is_finished(run_id):
+            return
         self.client.set_tag(run_id, "us8k.stopped", redact(reason)[:5000])
         self.client.set_terminated(run_id, "KILLED")
 
-    def finish_sweep(self, status: str, metrics: Mapping[str, float], artifacts_dir: Path | None) -> None:
-        assert self.sweep_run_id is not None
-        now = int(time.time() * 1000)
-        self.client.log_batch(
-            self.sweep_run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items() if _finite(v)]
-        )
+    def finish_sweep(self, status: str, metrics: Mapping[str, float], artifacts_dir: Path | None,
+                     time_ms: int | None = None) -> None:
+        run_id = self.attach_sweep()
+        now = time_ms or _now_ms()
+        self.client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items() if _finite(v)])
         if artifacts_dir is not None:
-            self.client.log_artifacts(self.sweep_run_id, str(artifacts_dir), "results")
-        self.client.set_terminated(self.sweep_run_id, status)
+            self.client.log_artifacts(run_id, str(artifacts_dir), "results")
+        self.client.set_terminated(run_id, status, end_time=time_ms)
 
-    def _log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
-        items = [Param(k, _param_value(v)) for k, v in sorted(flatten(params).items())]
+    def _log_params(self, run_id: str, params: Mapping[str, Any], logged: Mapping[str, str] | None = None) -> None:
+        """The params the run does not have yet (all of them for a new run)."""
+        logged = logged or {}
+        items = [Param(k, _param_value(v)) for k, v in sorted(flatten(params).items()) if k not in logged]
         for start in range(0, len(items), 100):  # MLflow caps a batch at 100 params
             self.client.log_batch(run_id, params=items[start : start + 100])
 
@@ -394,10 +420,8 @@ def hardware_tags(hardware: Mapping[str, Any] | None) -> list[RunTag]:
     return [RunTag(TAG_HARDWARE, hardware_label(hardware)), *tags]
 
 
-def _model_requirements() -> list[str]:
-    from importlib.metadata import version
-
-    return [f"{name}=={version(name)}" for name in ("tensorflow", "tf-keras", "numpy")]
+def _now_ms() -> int:
+    return int(time.time() * 1000)
 
 
 def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -419,15 +443,3 @@ def _param_value(value: Any) -> str:
 
 def _finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _model_signature(model: Any) -> Any:
-    """float32 (batch, mel bands, frames, 1) in, class probabilities out: serving checks inputs."""
-    import numpy as np
-    from mlflow.models import ModelSignature
-    from mlflow.types import Schema, TensorSpec
-
-    def spec(shape: tuple) -> Schema:
-        return Schema([TensorSpec(np.dtype(np.float32), (-1, *shape[1:]))])
-
-    return ModelSignature(inputs=spec(model.input_shape), outputs=spec(model.output_shape))

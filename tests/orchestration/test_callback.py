@@ -20,10 +20,11 @@ def _label(params) -> str:
 
 
 def _callback(store: str) -> MLflowSweepCallback:
+    spool = store.removeprefix("sqlite:///").replace("mlflow.db", "spool")
     return MLflowSweepCallback(
         tracking_uri=store, experiment="exp", sweep_id="s1", folds_total=2,
         fold_params=dict, config_label=_label, searched=("learning_rate",),
-        storage_path="/nonexistent", log_models=False,
+        storage_path="/nonexistent", spool_dir=spool, log_models=False,
     )
 
 
@@ -57,6 +58,8 @@ def test_trial_events_become_the_fold_run_and_the_configuration_metrics(store):
     callback.on_trial_start(0, [trial, failed], failed)
     callback.on_trial_error(0, [trial, failed], failed)
     callback.on_experiment_end([trial, failed])
+    assert callback.flush()
+    assert not callback.writer.spool.pending()  # every unit stored
     folds = {int(r.data.tags[TAG_FOLD]): r for r in _runs(store, "fold")}
     assert folds[1].info.status == "FINISHED" and folds[1].data.metrics["test_accuracy"] == 0.8
     history = MlflowClient(store).get_metric_history(folds[1].info.run_id, "loss")
@@ -77,14 +80,15 @@ def test_a_pair_reused_from_mlflow_is_not_written_again(store):
 
 def test_after_a_restore_it_logs_what_tune_finished_and_mlflow_missed(store):
     first = _callback(store)
-    assert first.tracker.sweep_run_id  # a live client (and soon a writer thread): neither may be pickled
+    assert first.writer.spool.folder.exists()  # a live client and writer thread: not pickled
     restored = pickle.loads(pickle.dumps(first))
-    assert restored._tracker is None and restored._writer is None
+    assert restored._writer is None
+    assert restored.writer is first.writer  # found again in this process, not a second one
     done = _trial(1, status="TERMINATED", final=1, test_accuracy=0.6)
     running = _trial(2, status="RUNNING", epoch=1)
     restored.on_step_begin(0, [done, running])
     restored.on_step_begin(1, [done, running])  # once per restore, not per step
-    restored.flush()
+    assert restored.flush()
     (fold,) = _runs(store, "fold")
     assert int(fold.data.tags[TAG_FOLD]) == 1 and fold.info.status == "FINISHED"
     assert fold.data.metrics["test_accuracy"] == 0.6

@@ -140,3 +140,85 @@ def test_the_experiment_opens_on_its_runs_and_fold_runs_name_their_datasets(stor
     assert set(by_context) == {"training", "validation", "test"}
     assert by_context["test"].digest == "k2" and by_context["test"].name == "us8k-features fold 2"
     assert by_context["training"].name == "us8k-features folds 1,3"
+
+
+def _snapshot(client: MlflowClient, run_id: str) -> dict:
+    run = client.get_run(run_id)
+    history = {k: sorted((m.step, m.timestamp, m.value) for m in client.get_metric_history(run_id, k)) for k in run.data.metrics}
+    return {"status": run.info.status, "end_time": run.info.end_time, "params": run.data.params,
+            "tags": run.data.tags, "history": history}
+
+
+def test_a_finished_fold_run_is_never_written_again(store):
+    """Issue #15 §0: whatever a resumed driver (or a replayed spool) does with a pair whose run
+    is FINISHED, nothing of that run changes, end time included."""
+    tracker = _tracker(store)
+    tracker.config_run("c1", "x", PARAMS, [])
+    run = tracker.fold_run("c1", 1, PARAMS)
+    tracker.log_epoch(run, {"epoch": 1, "loss": 1.0}, time_ms=1000)
+    tracker.finish_fold(run, {"test_accuracy": 0.5}, None, None, "c1 fold 1", time_ms=2000)
+    client = MlflowClient(store)
+    before = _snapshot(client, run)
+    assert before["status"] == "FINISHED" and before["history"]["test_accuracy"] == [(0, 2000, 0.5)]
+
+    resumed = _tracker(store)
+    resumed.config_run("c1", "x", {**PARAMS, "extra": 1}, ["learning_rate"])
+    assert resumed.fold_run("c1", 1, {**PARAMS, "extra": 1}) == run == resumed.fold_run_id("c1", 1)
+    resumed.log_epoch(run, {"epoch": 2, "loss": 0.5})
+    resumed.finish_fold(run, {"test_accuracy": 0.9}, None, None, "c1 fold 1")
+    resumed.fail_fold(run, "a later attempt failed")
+    resumed.stop_fold(run, "raced out")
+    resumed.update_config("c1", folds_total=1)
+    assert _snapshot(client, run) == before
+
+
+def test_a_finish_cut_short_is_not_finished_and_a_retry_stores_it_once(store, monkeypatch):
+    """The tracking server goes away while a fold's report is uploaded: the run is not marked
+    FINISHED (it is not complete); the same write retried later completes it, its metrics once."""
+    tracker = _tracker(store)
+    tracker.config_run("c1", "x", PARAMS, [])
+    run = tracker.fold_run("c1", 1, PARAMS)
+    upload = tracker.client.log_artifacts
+
+    def server_gone(*args, **kwargs):
+        raise ConnectionError("the tracking server went away")
+
+    monkeypatch.setattr(tracker.client, "log_artifacts", server_gone)
+    final = {"test_accuracy": 1.0, "epochs_trained": 1}
+    with pytest.raises(ConnectionError):
+        tracker.finish_fold(run, final, _report(1.0), None, "c1 fold 1", time_ms=5000)
+    client = MlflowClient(store)
+    assert client.get_run(run).info.status == "RUNNING"
+    monkeypatch.setattr(tracker.client, "log_artifacts", upload)
+    again = _tracker(store)  # the retry may come from another driver, or a replay
+    again.config_run("c1", "x", PARAMS, [])
+    again.fold_run("c1", 1, PARAMS)
+    again.finish_fold(run, final, _report(1.0), None, "c1 fold 1", time_ms=5000)
+    finished = client.get_run(run)
+    assert finished.info.status == "FINISHED"
+    assert [(m.step, m.value) for m in client.get_metric_history(run, "test_accuracy")] == [(0, 1.0)]
+    assert "test_report.json" in {a.path for a in client.list_artifacts(run)}
+
+
+def test_a_create_that_died_halfway_is_completed_not_duplicated(store, monkeypatch):
+    """The run was created but its params were not logged (the server went away in between):
+    the retried create finds that run by its tags and logs what it lacks."""
+    tracker = _tracker(store)
+    log_batch = tracker.client.log_batch
+    calls = []
+
+    def fail_first_params(run_id, metrics=(), params=(), tags=()):
+        if params and not calls:
+            calls.append(run_id)
+            raise ConnectionError("the tracking server went away")
+        return log_batch(run_id, metrics=metrics, params=params, tags=tags)
+
+    monkeypatch.setattr(tracker.client, "log_batch", fail_first_params)
+    with pytest.raises(ConnectionError):
+        tracker.config_run("c1", "x", PARAMS, ["learning_rate"])
+    run = tracker.config_run("c1", "x", PARAMS, ["learning_rate"])
+    assert calls == [run]
+    client = MlflowClient(store)
+    (only,) = client.search_runs([tracker.experiment_id], f"tags.`{TAG_KIND}` = 'config'")
+    assert only.info.run_id == run and only.data.params["learning_rate"] == "0.001"
+    assert only.data.tags["us8k.searched"] == "learning_rate"
