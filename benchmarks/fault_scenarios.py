@@ -317,3 +317,53 @@ def two_sweeps(data_dir: Path, work: Path, server_uri: str, ray_address: str) ->
                    sum(f["duplicated"] for f in found), recover_s,
                    {"exits": codes, "resume_exit": again, "untouched": after == before, "before": first,
                     "logs": [s.log()[-2000:] for s in sweeps] + [sweeps[0].log("resumed")[-2000:]]})
+
+
+def writer_outage(work: Path) -> Outcome:
+    """The sweep's MLflow writer alone (no Ray, no training): a fold run is created, the
+    server is SIGKILLed, an epoch and the fold's final result are written while it is down
+    (they wait, on disk, in order), the server is started again on the same port and backend,
+    and everything lands exactly once. Recovery: restart -> every write stored."""
+    from orchestration.spool import Spool, TrackingWriter
+    from orchestration.tracking import SweepTracker
+    from orchestration.tracking_ops import apply_unit, fold_args, spool_files
+
+    saved = {k: os.environ.get(k) for k in ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR")}
+    os.environ.update(MLFLOW_HTTP_REQUEST_MAX_RETRIES="2", MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR="1")  # as a sweep sets them
+    server = MlflowServer(work / "mlflow").start()
+    try:
+        tracker = SweepTracker(server.uri, "faults-writer", "writer")
+        tracker.start_sweep({"sweep": {"folds": [1]}}, {})
+        spool = Spool(work / "spool", {"tracking_uri": server.uri, "experiment": "faults-writer", "sweep_id": "writer"})
+        writer = TrackingWriter(spool, server.uri, lambda unit: apply_unit(tracker, unit), spool_files,
+                                first_backoff_s=0.2, max_backoff_s=2.0)
+        fold = fold_args({"config_id": "c1", "fold": 1}, {"learning_rate": 1e-3}, "learning_rate=0.001", ("learning_rate",))
+        writer.submit("fold_start", fold)
+        writer.submit("epoch", {**fold_args(fold), "result": {"epoch": 1, "loss": 1.0}})
+        writer.drain(HANG_GUARD_S)
+        server.kill()
+        writer.submit("epoch", {**fold_args(fold), "result": {"epoch": 2, "loss": 0.5}})
+        writer.submit("finish", {**fold, "result": {"final": 1, "test_accuracy": 0.75, "epoch": 2},
+                                 "folds_total": 1, "checkpoint": None})
+        wait_for("the writer to see the outage", lambda: writer.down_since is not None)
+        waiting = len(spool.pending())
+        server.start()
+        back = time.monotonic()
+        stored = writer.drain(HANG_GUARD_S)
+        recover_s = time.monotonic() - back
+        report = writer.close(0)
+        found = tally(server.uri, "faults-writer", "writer", expected=1)
+        # No model for this fold (no checkpoint): complete means FINISHED with its accuracy.
+        runs = fold_runs(server.uri, "faults-writer", "writer")
+        complete = [r for r in runs if r.info.status == "FINISHED" and r.data.metrics.get("test_accuracy") == 0.75]
+        lost = max(0, 1 - len(complete)) + report.pending
+        survived = stored and waiting == 2 and lost == 0 and found["duplicated"] == 0 and len(report.outages) == 1
+        return Outcome("MLflow server killed (writer only)", survived, lost, found["duplicated"], recover_s,
+                       {"waiting_during_outage": waiting, "outages": len(report.outages), **found})
+    finally:
+        server.kill()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value

@@ -74,7 +74,11 @@ class Spool:
         return json.loads(path.read_text())
 
     def _read(self) -> None:
-        for number, line in enumerate(self.path.read_text().splitlines(), 1):
+        text = self.path.read_text()
+        if text and not text.endswith("\n"):
+            with self.path.open("a") as fh:  # a kill mid-append: end that line, keep it apart
+                fh.write("\n")
+        for number, line in enumerate(text.splitlines(), 1):
             try:
                 record = json.loads(line)
             except json.JSONDecodeError:
