@@ -47,7 +47,7 @@ def test_changed_settings_are_refused_with_a_readable_diff(started, capsys):
 
 
 def test_force_config_resumes_with_the_new_values(started, capsys):
-    args, plan = started
+    args, _ = started
     given = _given(*args, "--epochs", "5", "--address", "ray://elsewhere:10001")
     with pytest.raises(SweepError):
         preflight(SweepSpec.from_dict(given), "s1", given)
