@@ -74,7 +74,8 @@ class MLflowSweepCallback(Callback):
     @property
     def writer(self) -> TrackingWriter:
         if self._writer is None:
-            self._writer = registered_writer(self.spool_dir)
+            # A callback pickled before sweeps had a spool (no spool_dir): the driver's writer.
+            self._writer = registered_writer(getattr(self, "spool_dir", None))
         if self._writer is None:  # not started by run_sweep (tests, or a foreign driver)
             tracker = SweepTracker(self.tracking_uri, self.experiment, self.sweep_id)
             tracker.attach_sweep()

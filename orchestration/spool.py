@@ -311,8 +311,15 @@ class TrackingWriter:
                     self._queue[index] = prepared
 
     def _wait(self, seconds: float) -> None:
+        """Sleep ``seconds``, or until the grace given to ``close`` is over."""
+        end = time.monotonic() + seconds
         with self._cv:
-            self._cv.wait_for(self._stopping, timeout=seconds)
+            while not self._stopping():
+                now = time.monotonic()
+                left = end - now if self._deadline is None else min(end, self._deadline) - now
+                if left <= 0:
+                    return
+                self._cv.wait(left)
 
 
 _WRITERS: dict[str, TrackingWriter] = {}
@@ -326,8 +333,11 @@ def register_writer(writer: TrackingWriter) -> None:
         _WRITERS[str(writer.spool.folder)] = writer
 
 
-def registered_writer(folder: str | Path) -> TrackingWriter | None:
+def registered_writer(folder: str | Path | None) -> TrackingWriter | None:
+    """The writer registered for ``folder``; for None, the only one registered, if one is."""
     with _WRITERS_LOCK:
+        if folder is None:
+            return next(iter(_WRITERS.values())) if len(_WRITERS) == 1 else None
         return _WRITERS.get(str(Path(folder)))
 
 
