@@ -55,8 +55,9 @@ class MlflowServer:
     """A real ``mlflow server`` (sqlite backend, served artifacts) that can be killed and
     started again on the same port and backend."""
 
-    def __init__(self, folder: Path, port: int | None = None) -> None:
+    def __init__(self, folder: Path, port: int | None = None, backend_store_uri: str | None = None) -> None:
         self.folder = Path(folder)
+        self.backend_store_uri = backend_store_uri or f"sqlite:///{self.folder}/mlflow.db"
         self.folder.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
         self.uri = f"http://127.0.0.1:{self.port}"
@@ -70,7 +71,7 @@ class MlflowServer:
         # Its own session: `mlflow server` runs uvicorn as a child; a kill takes both.
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(self.port),
-             "--workers", "1", "--backend-store-uri", f"sqlite:///{self.folder}/mlflow.db",
+             "--workers", "1", "--backend-store-uri", self.backend_store_uri,
              "--serve-artifacts", "--artifacts-destination", str(self.folder / "artifacts")],
             stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
         )
@@ -105,6 +106,59 @@ class MlflowServer:
 
     def __exit__(self, *exc: object) -> None:
         self.kill()
+
+
+class RayHead:
+    """A one-node Ray cluster as its own processes (``ray start --head --block``), in a
+    private temp folder (a plain ``ray.init()`` elsewhere on the machine does not join it);
+    killed as one process group."""
+
+    def __init__(self, cpus: int = 2) -> None:
+        import tempfile
+
+        self.cpus = cpus
+        self.port = free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        self.tmp = tempfile.mkdtemp(prefix="us8k-rh-", dir="/tmp")  # short: Ray's sockets live below it
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout_s: float = 600.0) -> RayHead:
+        ray = str(Path(sys.executable).parent / "ray")
+        env = {**{k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}, "RAY_TMPDIR": self.tmp}
+        log = open(Path(self.tmp) / "head.log", "w")  # noqa: SIM115 (the child writes it)
+        self.proc = subprocess.Popen(
+            [ray, "start", "--head", "--block", "--port", str(self.port), "--num-cpus", str(self.cpus),
+             "--include-dashboard", "false", "--disable-usage-stats"],
+            stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        log.close()
+        wait_for(f"the Ray head on {self.address}", lambda: self._up() or self._died(), timeout_s, 0.5)
+        return self
+
+    def _up(self) -> bool:
+        import socket
+
+        with socket.socket() as s:
+            s.settimeout(2)
+            return s.connect_ex(("127.0.0.1", self.port)) == 0
+
+    def _died(self) -> bool:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise RuntimeError(f"ray start exited: {(Path(self.tmp) / 'head.log').read_text()[-2000:]}")
+        return False
+
+    def stop(self) -> None:
+        import shutil
+
+        if self.proc is not None:
+            kill_group(self.proc)
+            self.proc = None
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def __enter__(self) -> RayHead:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
 
 @dataclass
@@ -230,7 +284,7 @@ def mlflow_restart(data_dir: Path, work: Path) -> Outcome:
     report, model) wait in the sweep's spool. Recovery: restart -> spool drained."""
     server = MlflowServer(work / "mlflow").start()
     try:
-        sweep = Sweep(data_dir, work, server.uri, "restart", extra=["--max-concurrent", "1"])
+        sweep = Sweep(data_dir, work, server.uri, "restart", extra=["--max-concurrent", "1", "--address", "local"])
         proc = sweep.start()
         wait_for("the first fold run", lambda: _exited(proc) or fold_runs(server.uri, sweep.experiment, sweep.name))
         server.kill()
@@ -253,7 +307,8 @@ def mlflow_gone(data_dir: Path, work: Path) -> Outcome:
     started again and ``python -m orchestration.replay`` stores it. Recovery: the replay."""
     server = MlflowServer(work / "mlflow").start()
     try:
-        sweep = Sweep(data_dir, work, server.uri, "gone", extra=["--max-concurrent", "1", "--tracking-grace", "1"])
+        sweep = Sweep(data_dir, work, server.uri, "gone",
+                      extra=["--max-concurrent", "1", "--address", "local", "--tracking-grace", "1"])
         proc = sweep.start()
         wait_for("the first fold run", lambda: _exited(proc) or fold_runs(server.uri, sweep.experiment, sweep.name))
         server.kill()
@@ -279,7 +334,7 @@ def driver_killed(data_dir: Path, work: Path, server_uri: str) -> Outcome:
     """The driver (and the Ray it started) is SIGKILLed once one fold run is FINISHED; the
     same command with --resume finishes the sweep. Runs finished before the kill must keep
     their end times. Recovery: the resumed command's wall time."""
-    sweep = Sweep(data_dir, work, server_uri, "killed", extra=["--max-concurrent", "1", "--address", "local"])
+    sweep = Sweep(data_dir, work, server_uri, f"killed-{work.name}", extra=["--max-concurrent", "1", "--address", "local"])
     proc = sweep.start()
     wait_for("a finished fold run", lambda: _exited(proc) or sweep.finished_folds() >= 1)
     before = {r.info.run_id: r.info.end_time for r in fold_runs(server_uri, sweep.experiment, sweep.name)
@@ -302,7 +357,7 @@ def two_sweeps(data_dir: Path, work: Path, server_uri: str, ray_address: str) ->
     the same configurations (so the same configuration ids): both complete with their own
     runs; then one is resumed and must find only its own runs (nothing new, nothing touched)."""
     sweeps = [Sweep(data_dir, work, server_uri, name, experiment="faults-two", extra=["--address", ray_address])
-              for name in ("twin-a", "twin-b")]
+              for name in (f"twin-a-{work.name}", f"twin-b-{work.name}")]
     procs = [s.start() for s in sweeps]
     codes = [p.wait(timeout=HANG_GUARD_S) for p in procs]
     first = [tally(server_uri, s.experiment, s.name, s.pairs) for s in sweeps]
@@ -367,3 +422,49 @@ def writer_outage(work: Path) -> Outcome:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+# How far a fold resumed mid-training may end from the uninterrupted run: its shuffle order and
+# dropout masks after the resume are seeded, but not those of the uninterrupted run
+# (model/train_loop.py), and a tiny test fold has ~20 clips (one clip = 0.05).
+RESUMED_FOLD_TOLERANCE = 0.25
+
+
+def determinism(data_dir: Path, work: Path, server_uri: str) -> Outcome:
+    """The same tiny sweep (one configuration, folds 1-2, 3 epochs, a checkpoint every epoch,
+    TensorFlow op determinism on: ``TrainConfig.deterministic``) run twice: once straight
+    through, once with its driver SIGKILLed once a fold has logged an epoch, then resumed.
+    Survived when every fold not cut by the kill has exactly the accuracy of the straight run
+    and a fold resumed mid-training is within ``RESUMED_FOLD_TOLERANCE``. Recovery: the resumed
+    command's wall time."""
+    from mlflow.tracking import MlflowClient
+
+    from orchestration.tracking import TAG_CONFIG, TAG_FOLD
+
+    extra = ["--max-concurrent", "1", "--address", "local", "--epochs", "3"]
+    straight = Sweep(data_dir, work, server_uri, f"straight-{work.name}", folds="1,2", extra=extra)
+    code = straight.start().wait(timeout=HANG_GUARD_S)
+    cut = Sweep(data_dir, work, server_uri, f"cut-{work.name}", folds="1,2", extra=extra)
+    proc = cut.start()
+    client = MlflowClient(server_uri)
+
+    def mid_training() -> dict[str, int]:
+        """pair -> epochs logged, for fold runs not FINISHED."""
+        return {f"{r.data.tags[TAG_CONFIG]}/{r.data.tags[TAG_FOLD]}":
+                max((m.step for m in client.get_metric_history(r.info.run_id, "loss")), default=0)
+                for r in fold_runs(server_uri, cut.experiment, cut.name) if r.info.status != "FINISHED"}
+
+    wait_for("an epoch logged", lambda: _exited(proc) or any(mid_training().values()))
+    kill_group(proc)
+    cut_folds = {pair: epochs for pair, epochs in mid_training().items() if epochs}
+    started = time.monotonic()
+    resumed = cut.start("--resume", cut.name, log="resumed").wait(timeout=HANG_GUARD_S)
+    recover_s = time.monotonic() - started
+    a = tally(server_uri, straight.experiment, straight.name, straight.pairs)
+    b = tally(server_uri, cut.experiment, cut.name, cut.pairs)
+    diffs = {pair: abs(b["accuracies"].get(pair, -9) - acc) for pair, acc in a["accuracies"].items()}
+    same = len(diffs) == 2 and all(d == 0 or (pair in cut_folds and d <= RESUMED_FOLD_TOLERANCE) for pair, d in diffs.items())
+    return Outcome("driver killed mid-fold: accuracies vs straight through", code == 0 and resumed == 0 and same,
+                   b["lost"], b["duplicated"], recover_s,
+                   {"exits": [code, resumed], "cut_after_epochs": cut_folds, "straight": a["accuracies"],
+                    "resumed": b["accuracies"], "differences": diffs, "log": cut.log("resumed")[-3000:]})

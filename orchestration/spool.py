@@ -60,6 +60,7 @@ class Spool:
         self._units: dict[int, Unit] = {}
         self._done: set[int] = set()
         self.failed: dict[int, str] = {}
+        self._tail_checked = False  # only a writing Spool repairs the journal (readers never write)
         if meta is not None and not (self.folder / META).exists():
             self.folder.mkdir(parents=True, exist_ok=True)
             (self.folder / META).write_text(json.dumps({k: redact(v) for k, v in meta.items()}, indent=1))
@@ -75,9 +76,6 @@ class Spool:
 
     def _read(self) -> None:
         text = self.path.read_text()
-        if text and not text.endswith("\n"):
-            with self.path.open("a") as fh:  # a kill mid-append: end that line, keep it apart
-                fh.write("\n")
         for number, line in enumerate(text.splitlines(), 1):
             try:
                 record = json.loads(line)
@@ -96,10 +94,19 @@ class Spool:
 
     def _append(self, record: dict[str, Any]) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
-        line = json.dumps(record, allow_nan=True)
+        line = json.dumps(record, allow_nan=True) + "\n"
         with self._lock, self.path.open("a") as fh:
-            fh.write(line + "\n")
+            if not self._tail_checked:  # a kill mid-append left a cut line: start a new one
+                self._tail_checked = True
+                if fh.tell() and not self._ends_with_newline():
+                    line = "\n" + line
+            fh.write(line)
             fh.flush()  # in the kernel: survives the driver being killed
+
+    def _ends_with_newline(self) -> bool:
+        with self.path.open("rb") as fh:
+            fh.seek(-1, 2)
+            return fh.read(1) == b"\n"
 
     def add(self, op: str, args: dict[str, Any], time_ms: int | None = None) -> Unit:
         with self._lock:

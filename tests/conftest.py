@@ -57,58 +57,29 @@ def unused_port() -> int:
 
 def start_mlflow_server(folder, backend_store_uri: str | None = None):
     """A real `mlflow server` process on loopback (sqlite backend in ``folder`` unless given,
-    served artifacts in ``folder/artifacts``): (process, URI), once /health answers."""
-    import subprocess
-    import sys
-    import time
-    import urllib.request
+    served artifacts in ``folder/artifacts``): (server, URI), once /health answers (waited for
+    as long as the machine needs: a hang guard only, no speed expectation)."""
+    from benchmarks.fault_scenarios import MlflowServer
 
-    port = free_port()
-    log = (folder / "server.log").open("w")
-    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-         "--workers", "1", "--backend-store-uri", backend_store_uri or f"sqlite:///{folder}/mlflow.db",
-         "--serve-artifacts", "--artifacts-destination", str(folder / "artifacts")],
-        stdout=log, stderr=subprocess.STDOUT, env=env,
-    )
-    log.close()  # the child holds its own descriptor
-    uri = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 600  # a hang guard only: a dead server is seen at once (poll)
-    while True:
-        try:
-            with urllib.request.urlopen(f"{uri}/health", timeout=2) as response:
-                if response.status == 200:
-                    return proc, uri
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError(f"mlflow server did not start: {(folder / 'server.log').read_text()[-2000:]}")
-        time.sleep(0.5)
+    server = MlflowServer(folder, backend_store_uri=backend_store_uri).start()
+    return server, server.uri
 
 
-def stop_process(proc) -> None:
-    import subprocess
-
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+def stop_process(server) -> None:
+    server.kill()  # the server and its uvicorn worker (their own process group)
 
 
 @pytest.fixture(scope="session")
 def mlflow_server(tmp_path_factory):
     """A real `mlflow server` process on loopback (sqlite backend, served artifacts); its URI."""
-    proc, uri = start_mlflow_server(tmp_path_factory.mktemp("mlflow-server"))
+    server, uri = start_mlflow_server(tmp_path_factory.mktemp("mlflow-server"))
     yield uri
-    stop_process(proc)
+    stop_process(server)
 
 
 @pytest.fixture(scope="session")
 def mlflow_server_tools():
-    """``start(folder, backend_store_uri=None) -> (process, uri)`` and ``stop(process)``, for a
+    """``start(folder, backend_store_uri=None) -> (server, uri)`` and ``stop(server)``, for a
     test that needs its own server (`conftest` cannot be imported by name from a test)."""
     from types import SimpleNamespace
 
