@@ -8,8 +8,13 @@ upload that died) are deleted before the model is logged again.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
+
+# The models are tf_keras models: TensorFlow must see this before its first import in the
+# process (the sweep driver sets it too; a replay process may import TensorFlow here first).
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 MODEL_NAME = "model"
 

@@ -11,8 +11,12 @@ Exit code 0 when everything is stored, 1 if some units failed (listed), 2 on bad
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
+
+# Fold models are tf_keras models: set before anything imports TensorFlow (sweep_runner does the same).
+os.environ["TF_USE_LEGACY_KERAS"] = "1"
 
 from orchestration.redact import SECRET, redact
 from orchestration.spool import Spool, TrackingWriter, fail_fast_http
