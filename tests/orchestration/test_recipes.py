@@ -41,7 +41,7 @@ def test_the_four_named_recipes_ship_as_package_data():
 
 
 @pytest.mark.parametrize("name", EXPECTED)
-def test_every_recipe_loads_validates_strictly_and_plans_without_training(name, tmp_path):
+def test_every_recipe_loads_validates_strictly_and_plans_without_training(name, tmp_path, tiny_dataset_root):
     sections = load_recipe(name)
     assert set(sections) <= {"features", "augment", "train", "sweep"}
     # Strict: every key of every section is a field of its layer (from_dict rejects others).
@@ -53,7 +53,8 @@ def test_every_recipe_loads_validates_strictly_and_plans_without_training(name, 
             assert (list(got) if isinstance(got, tuple) else got) == value, (section, key)
     assert configurations(spec), name  # every grid point accepted for these features
     # Through the command line, as a user runs it: a plan (name, storage, tracking), no training.
-    plan = preflight(_spec("--recipe", name, "--data-dir", str(tmp_path), "--storage-path", str(tmp_path / "ray"),
+    # (the plan validates the dataset, so it needs a real one: the tiny synthetic set)
+    plan = preflight(_spec("--recipe", name, "--data-dir", str(tiny_dataset_root), "--storage-path", str(tmp_path / "ray"),
                            "--tracking-uri", f"sqlite:///{tmp_path}/m.db"), resume=False)
     assert plan.spec.sweep.recipe == name and plan.spec.features == spec.features
     assert plan.spec.train == spec.train and plan.spec.augment == spec.augment
