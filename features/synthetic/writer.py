@@ -84,6 +84,23 @@ def _to_channels(event: np.ndarray, channels: int, sr: int, rng: np.random.Gener
     return pair[:, ::-1] if rng.random() < 0.5 else pair
 
 
+class NarrowDraws:
+    """A numpy Generator whose ``uniform(lo, hi)`` lands within ``spread`` of the range around
+    its middle; every other method is the generator's own. It consumes the generator exactly
+    as the plain draws do, so the rest of the recording's random stream is unchanged."""
+
+    def __init__(self, rng: np.random.Generator, spread: float) -> None:
+        self._rng, self._spread = rng, spread
+
+    def uniform(self, low=0.0, high=1.0, size=None):
+        middle = (np.asarray(low) + np.asarray(high)) / 2
+        value = middle + (self._rng.uniform(low, high, size) - middle) * self._spread
+        return float(value) if np.ndim(value) == 0 else value
+
+    def __getattr__(self, name: str):
+        return getattr(self._rng, name)
+
+
 def render_recording(
     rec: RecordingPlan, preset: SyntheticPreset, seed: int
 ) -> list[tuple[SlicePlan, np.ndarray]]:
@@ -91,7 +108,7 @@ def render_recording(
     rng = np.random.default_rng([seed, TAG_AUDIO, rec.class_id, rec.fold, rec.index])
     name = CLASS_NAMES[rec.class_id]
     chosen = SOUNDS[name]
-    params = chosen.draw(rng)
+    params = chosen.draw(NarrowDraws(rng, preset.draw_spread) if preset.draw_spread < 1 else rng)
     sr, ch = rec.fmt.samplerate, rec.fmt.channels
     level_db = rng.uniform(*preset.peak_dbfs)
     out = []
