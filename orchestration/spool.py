@@ -308,7 +308,11 @@ class TrackingWriter:
         with self._cv:
             waiting = [(i, u) for i, u in enumerate(self._queue) if "spooled" not in u.args]
         for index, unit in waiting:
-            prepared = self._prepare(unit, self.spool.files_dir(unit.seq))
+            try:
+                prepared = self._prepare(unit, self.spool.files_dir(unit.seq))
+            except Exception:  # the unit keeps pointing at the originals: still replayable while they exist
+                log.exception("could not copy the files of MLflow write #%d into %s", unit.seq, self.spool.folder)
+                prepared = None
             if prepared is None:
                 unit.args["spooled"] = False  # nothing to copy: not looked at again
                 continue

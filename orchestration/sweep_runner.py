@@ -98,7 +98,8 @@ def run_sweep(plan: Plan) -> Outcome:
             writer.submit("raced_out", {"config_id": r.config_id, "dropped": dict(r.raced_out)})
     metrics = {**_sweep_metrics(results, wall, sched), **_racing_metrics(plan, results, grid)}
     refit_line = _refit(plan, features_ref, results, tracker, data_info, writer)
-    writer.submit("finish_sweep", {"status": status, "metrics": metrics, "artifacts_dir": str(out_dir)})
+    files = [str(out_dir / name) for name in ("results.csv", "results.json") if (out_dir / name).exists()]
+    writer.submit("finish_sweep", {"status": status, "metrics": metrics, "files": files})
     tracking = writer.close(plan.spec.sweep.tracking_grace_s)
     unregister_writer(writer)
     ui = plan.tracking_uri if plan.tracking_uri.startswith("http") else "http://127.0.0.1:5000"  # mlflow ui's

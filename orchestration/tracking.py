@@ -385,13 +385,14 @@ class SweepTracker:
         self.client.set_tag(run_id, "us8k.stopped", redact(reason)[:5000])
         self.client.set_terminated(run_id, "KILLED")
 
-    def finish_sweep(self, status: str, metrics: Mapping[str, float], artifacts_dir: Path | None,
+    def finish_sweep(self, status: str, metrics: Mapping[str, float], files: Iterable[Path] = (),
                      time_ms: int | None = None) -> None:
+        """The sweep's metrics and result files (under ``results/``), then its status."""
         run_id = self.attach_sweep()
         now = time_ms or _now_ms()
         self.client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items() if _finite(v)])
-        if artifacts_dir is not None:
-            self.client.log_artifacts(run_id, str(artifacts_dir), "results")
+        for path in files:
+            self.client.log_artifact(run_id, str(path), "results")
         self.client.set_terminated(run_id, status, end_time=time_ms)
 
     def _log_params(self, run_id: str, params: Mapping[str, Any], logged: Mapping[str, str] | None = None) -> None:

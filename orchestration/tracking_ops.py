@@ -81,8 +81,7 @@ def _raced_out(tracker: SweepTracker, a: Mapping[str, Any], time_ms: int) -> Non
 
 
 def _finish_sweep(tracker: SweepTracker, a: Mapping[str, Any], time_ms: int) -> None:
-    folder = a.get("artifacts_dir")
-    tracker.finish_sweep(a["status"], a["metrics"], Path(folder) if folder else None, time_ms)
+    tracker.finish_sweep(a["status"], a["metrics"], [Path(f) for f in a.get("files", [])], time_ms)
 
 
 OPS: dict[str, Callable[[SweepTracker, Mapping[str, Any], int], None]] = {
@@ -116,10 +115,13 @@ def spool_files(unit: Unit, into: Path) -> Unit | None:
                 if (local / name).exists():
                     shutil.copy2(local / name, target / name)
         args.update(checkpoint=str(target), storage_path=str(target))
-    elif unit.op == "finish_sweep" and args.get("artifacts_dir"):
-        target = into / "results"
-        shutil.copytree(args["artifacts_dir"], target, dirs_exist_ok=True)
-        args["artifacts_dir"] = str(target)
+    elif unit.op == "finish_sweep" and args.get("files"):
+        into.mkdir(parents=True, exist_ok=True)
+        copies = []
+        for name in args["files"]:
+            copies.append(str(into / Path(name).name))
+            shutil.copy2(name, copies[-1])
+        args["files"] = copies
     else:
         return None
     args["spooled"] = True

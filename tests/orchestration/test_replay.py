@@ -57,7 +57,8 @@ def test_a_spool_the_server_never_took_is_replayed_once(tmp_path, checkpoint, mo
     writer.submit("finish", {**full, "result": {"final": 1, "test_accuracy": 0.5}, "folds_total": 1,
                              "checkpoint": str(checkpoint), "storage_path": str(tmp_path / "ray"), "log_models": True})
     writer.submit("comparison", {"config_id": "c1", "values": None, "words": "the best"})
-    writer.submit("finish_sweep", {"status": "FINISHED", "metrics": {"wall_seconds": 12.5}, "artifacts_dir": str(results)})
+    writer.submit("finish_sweep", {"status": "FINISHED", "metrics": {"wall_seconds": 12.5},
+                                   "files": [str(results / "results.json")]})
     report = writer.close(grace_s=1.0)
     assert report.pending == 6 and report.written == 0
     shutil.rmtree(tmp_path / "ray")  # the sweep's storage is gone: the spool has copies
