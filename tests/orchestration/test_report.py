@@ -69,7 +69,7 @@ def sweep(tmp_path_factory):
         for fold in FOLDS:
             accuracy.setdefault(cfg, {})[fold], *timing[(cfg, fold)] = _fold(tracker, rng, cfg, fold, truth)
         tracker.update_config(cfg, len(FOLDS))
-    tracker.finish_sweep("FINISHED", {"wall_seconds": 321.0, "scheduling_ratio": 1.2}, None)
+    tracker.finish_sweep("FINISHED", {"wall_seconds": 321.0, "scheduling_ratio": 1.2})
     return {"store": store, "tmp": tmp, "tracker": tracker, "accuracy": accuracy, "timing": timing, "truth": truth}
 
 
@@ -208,7 +208,7 @@ def test_raced_out_and_failed_folds_are_shown_for_what_they_are(sweep, tmp_path)
     tracker.fail_fold(tracker.fold_run("c1", 3, {}), "trial failed; see /tmp/error.txt")
     tracker.update_config("c1", 3)
     tracker.mark_raced_out("c3", {"after_folds": 1, "p_value": 0.03125, "leader": "c1", "folds": [1]})
-    tracker.finish_sweep("FAILED", {}, None)
+    tracker.finish_sweep("FAILED", {})
     out = tmp_path / "s2"
     assert main(["--sweep", "s2", "--tracking-uri", sweep["store"], "--out", str(out), "--no-log"]) == 0
     rows = _md_rows((out / "report.md").read_text(), "rank")
