@@ -199,7 +199,9 @@ def test_killed_trials_resume_from_checkpoints_and_one_that_keeps_dying_is_repor
     assert {int(r["pid"]) for r in rows[1]} - {killed_pid}  # retried in another process
     report = _final_report(experiment, 1)
     start_epochs = report["attempt_start_epochs"]
-    assert len(start_epochs) == 2 and start_epochs[0] == 0 and 0 < start_epochs[1] <= killed_epoch, start_epochs
+    # From the newest checkpoint: at least the one reported before the freeze; a later one when
+    # the process had saved it and was reporting it as it was frozen (Tune's row still in flight).
+    assert len(start_epochs) == 2 and start_epochs[0] == 0 and killed_epoch <= start_epochs[1] < EPOCHS, start_epochs
     assert report["epochs_trained"] == EPOCHS
     assert runs[1].info.status == "FINISHED" and runs[1].data.metrics["resumes"] == 1
     _assert_trained_once_per_epoch(mlflow_server, runs[1])
@@ -306,7 +308,8 @@ def test_inner_node_lost_mid_sweep_trials_resume_on_the_remaining_node(tmp_path)
         assert {int(r["pid"]) for r in rows[fold]} - {pid}, fold
         report = _final_report(experiment, fold)
         start_epochs = report["attempt_start_epochs"]
-        assert len(start_epochs) == 2 and 0 < start_epochs[1] <= epoch, (fold, start_epochs)
+        # At least the epoch reported before the freeze (see the SIGKILL test: one may be in flight).
+        assert len(start_epochs) == 2 and 0 < epoch <= start_epochs[1] < EPOCHS, (fold, start_epochs)
         assert report["epochs_trained"] == EPOCHS
         assert runs[fold].info.status == "FINISHED" and runs[fold].data.metrics["resumes"] == 1
         _assert_trained_once_per_epoch(uri, runs[fold])
