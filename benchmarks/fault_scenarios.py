@@ -113,22 +113,25 @@ class RayHead:
     private temp folder (a plain ``ray.init()`` elsewhere on the machine does not join it);
     killed as one process group."""
 
-    def __init__(self, cpus: int = 2) -> None:
+    def __init__(self, log_dir: Path, cpus: int = 2) -> None:
         import tempfile
 
         self.cpus = cpus
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.tmp = tempfile.mkdtemp(prefix="us8k-rh-", dir="/tmp")  # short: Ray's sockets live below it
+        self.log = Path(log_dir) / "ray-head.log"
         self.proc: subprocess.Popen | None = None
 
     def start(self, timeout_s: float = 600.0) -> RayHead:
         ray = str(Path(sys.executable).parent / "ray")
         env = {**{k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}, "RAY_TMPDIR": self.tmp}
-        log = open(Path(self.tmp) / "head.log", "w")  # noqa: SIM115 (the child writes it)
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        log = self.log.open("w")
+        # Loopback only: the GCS address the sweeps are given is the one Ray advertises.
         self.proc = subprocess.Popen(
-            [ray, "start", "--head", "--block", "--port", str(self.port), "--num-cpus", str(self.cpus),
-             "--include-dashboard", "false", "--disable-usage-stats"],
+            [ray, "start", "--head", "--block", "--node-ip-address", "127.0.0.1", "--port", str(self.port),
+             "--num-cpus", str(self.cpus), "--include-dashboard", "false", "--disable-usage-stats"],
             stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         log.close()
         wait_for(f"the Ray head on {self.address}", lambda: self._up() or self._died(), timeout_s, 0.5)
@@ -143,7 +146,7 @@ class RayHead:
 
     def _died(self) -> bool:
         if self.proc is not None and self.proc.poll() is not None:
-            raise RuntimeError(f"ray start exited: {(Path(self.tmp) / 'head.log').read_text()[-2000:]}")
+            raise RuntimeError(f"ray start exited: {self.log.read_text()[-2000:]}")
         return False
 
     def stop(self) -> None:

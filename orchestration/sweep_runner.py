@@ -20,7 +20,7 @@ from features.cache import default_cache_dir
 from orchestration.callback import MLflowSweepCallback, make_writer
 from orchestration.cluster import cluster_resources
 from orchestration.config import optuna_space
-from orchestration.plan import Plan, SweepError, with_cluster, write_stored_spec
+from orchestration.plan import Plan, SweepError, read_stored_spec, with_cluster, write_stored_spec
 from orchestration.progress import ProgressCallback
 from orchestration.racing import board
 from orchestration.redact import redact, redact_mapping
@@ -461,9 +461,14 @@ def _tuner(plan: Plan, features_ref, callback: MLflowSweepCallback, settings: Tr
 
     trainable = _trainable(features_ref, settings)
     path = f"{plan.storage_path.rstrip('/')}/{plan.name}"
-    if plan.resume:
-        if not tune.Tuner.can_restore(path):
-            raise SweepError(f"cannot resume: no Tune experiment state at {path}")
+    if plan.resume and not tune.Tuner.can_restore(path):
+        if read_stored_spec(plan.storage_path, plan.name) is None:
+            raise SweepError(f"cannot resume: no Tune experiment state at {redact(path)}")
+        # The driver was killed before Tune first saved its state (seconds into the trials):
+        # the trials start again; pairs MLflow records as finished are reused, not retrained.
+        print(f"resuming {redact(path)}: Tune had saved no state yet; trials start again, pairs "
+              "MLflow has as finished are kept", flush=True)
+    elif plan.resume:
         print(f"resuming {redact(path)}: finished trials are kept, unfinished ones run again", flush=True)
         # The same param space again: Tune stores its sample_from functions as placeholders.
         return tune.Tuner.restore(
