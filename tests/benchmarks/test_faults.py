@@ -1,6 +1,6 @@
 """python -m benchmarks.faults --smoke-test: the writer-only fault scenario (a real mlflow
 server SIGKILLed and started again while writes wait) survived, nothing lost or doubled, in
-the table the command prints."""
+the table the command prints; and the bad-input kinds its smoke run tried, all handled."""
 
 from __future__ import annotations
 
@@ -20,6 +20,8 @@ def test_smoke_mode_prints_a_row_survived_with_nothing_lost(capsys, tmp_path):
     assert row is not None, out
     tried, survived, lost, duplicated, seconds = row.groups()
     assert (tried, survived, lost, duplicated) == ("1", "1", "0", "0") and float(seconds) >= 0
+    # The bad-input suite's summary (its --smoke-test rows), from benchmarks.bad_inputs itself.
+    assert re.search(r"bad input \(--smoke-test: .*\): (\d+) kinds tried, \1 handled", out), out
 
 
 def test_the_table_marks_what_a_broken_scenario_could_not_count():
