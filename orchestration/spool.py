@@ -134,6 +134,20 @@ class Spool:
         """Units not stored in MLflow yet (failed ones included), in the order they happened."""
         return [self._units[s] for s in sorted(self._units) if s not in self._done]
 
+    def compact(self) -> None:
+        """Everything stored: drop the journal and the copied files (meta.json stays), so a
+        sweep resumed many times does not carry every epoch it ever logged."""
+        import shutil
+
+        if self.pending():
+            return
+        with self._lock:
+            self.path.unlink(missing_ok=True)
+            shutil.rmtree(self.folder / "files", ignore_errors=True)
+            self._units.clear()
+            self._done.clear()
+            self._tail_checked = False
+
     def files_dir(self, seq: int) -> Path:
         return self.folder / "files" / str(seq)
 
@@ -240,6 +254,7 @@ class TrackingWriter:
             self._thread.join(timeout=60)
         self.report.pending = len(self.spool.pending())
         self.report.failed = len(self.spool.failed)
+        self.spool.compact()
         if self.down_since is not None:
             self.report.outages.append((self.down_since, None))
         return self.report

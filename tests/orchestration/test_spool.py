@@ -23,3 +23,17 @@ def test_the_journal_keeps_what_is_not_stored_across_a_restart(tmp_path):
     assert again.meta["sweep_id"] == "s"
     fourth = again.add("epoch", {"n": 4})  # after the cut line, not glued to it
     assert [u.seq for u in Spool(tmp_path / "spool").pending()] == [second.seq, third.seq, fourth.seq]
+
+
+def test_a_spool_with_everything_stored_is_compacted(tmp_path):
+    spool = Spool(tmp_path / "spool", {"tracking_uri": "sqlite:///x.db", "experiment": "e", "sweep_id": "s"})
+    unit = spool.add("epoch", {"n": 1})
+    (spool.files_dir(unit.seq)).mkdir(parents=True)
+    spool.compact()
+    assert (tmp_path / "spool" / JOURNAL).exists()  # something is pending: kept
+    spool.mark_done(unit.seq)
+    spool.compact()
+    assert not (tmp_path / "spool" / JOURNAL).exists() and not (tmp_path / "spool" / "files").exists()
+    assert Spool(tmp_path / "spool").meta["sweep_id"] == "s" and not Spool(tmp_path / "spool").pending()
+    spool.add("epoch", {"n": 2})  # a later run of the sweep starts a new journal
+    assert [u.args["n"] for u in Spool(tmp_path / "spool").pending()] == [2]
