@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -121,21 +122,28 @@ class RayHead:
         self.address = f"127.0.0.1:{self.port}"
         self.tmp = tempfile.mkdtemp(prefix="us8k-rh-", dir="/tmp")  # short: Ray's sockets live below it
         self.log = Path(log_dir) / "ray-head.log"
+        self._token = secrets.token_hex(32)
         self.proc: subprocess.Popen | None = None
 
     def start(self, timeout_s: float = 600.0) -> RayHead:
         ray = str(Path(sys.executable).parent / "ray")
-        env = {**{k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}, "RAY_TMPDIR": self.tmp}
+        env = {**{k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}, **self.env}
         self.log.parent.mkdir(parents=True, exist_ok=True)
         log = self.log.open("w")
-        # Loopback only: the GCS address the sweeps are given is the one Ray advertises.
         self.proc = subprocess.Popen(
-            [ray, "start", "--head", "--block", "--node-ip-address", "127.0.0.1", "--port", str(self.port),
+            [ray, "start", "--head", "--block", "--port", str(self.port),
              "--num-cpus", str(self.cpus), "--include-dashboard", "false", "--disable-usage-stats"],
             stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         log.close()
         wait_for(f"the Ray head on {self.address}", lambda: self._up() or self._died(), timeout_s, 0.5)
         return self
+
+    @property
+    def env(self) -> dict[str, str]:
+        """What the head and every driver of this cluster need in their environment: its temp
+        folder, and Ray's token authentication on with this cluster's own throwaway token
+        (in the environment, never in a file)."""
+        return {"RAY_TMPDIR": self.tmp, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": self._token}
 
     def _up(self) -> bool:
         import socket
@@ -227,6 +235,7 @@ class Sweep:
     folds: str = "1,2"
     space: str = '{"dropout1": [0.0]}'
     extra: Sequence[str] = ()
+    env: dict[str, str] = field(default_factory=dict)  # e.g. a RayHead's, to reach its cluster
 
     @property
     def pairs(self) -> int:
@@ -247,6 +256,7 @@ class Sweep:
         out = (self.work / f"{self.name}-{log}.log").open("w")
         # The command's own environment: no RAY_ADDRESS unless given, TF_USE_LEGACY_KERAS set by the command.
         env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "TF_USE_LEGACY_KERAS")}
+        env.update(self.env)
         return subprocess.Popen([*self.args(), *more], stdout=out, stderr=subprocess.STDOUT, env=env,
                                 start_new_session=True)
 
@@ -355,11 +365,12 @@ def driver_killed(data_dir: Path, work: Path, server_uri: str) -> Outcome:
                                                     "log": sweep.log("resumed")[-3000:], **found})
 
 
-def two_sweeps(data_dir: Path, work: Path, server_uri: str, ray_address: str) -> Outcome:
+def two_sweeps(data_dir: Path, work: Path, server_uri: str, head: RayHead) -> Outcome:
     """Two sweeps at once on one Ray cluster and one tracking server, in one experiment, with
     the same configurations (so the same configuration ids): both complete with their own
     runs; then one is resumed and must find only its own runs (nothing new, nothing touched)."""
-    sweeps = [Sweep(data_dir, work, server_uri, name, experiment="faults-two", extra=["--address", ray_address])
+    sweeps = [Sweep(data_dir, work, server_uri, name, experiment="faults-two", extra=["--address", head.address],
+                    env=head.env)
               for name in (f"twin-a-{work.name}", f"twin-b-{work.name}")]
     procs = [s.start() for s in sweeps]
     codes = [p.wait(timeout=HANG_GUARD_S) for p in procs]

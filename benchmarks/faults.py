@@ -58,7 +58,7 @@ class Suite:
 
     def two_sweeps(self, where: Path) -> fs.Outcome:
         with fs.RayHead(where, cpus=2) as head:
-            return fs.two_sweeps(self.dataset(), where, self.server_uri(), head.address)
+            return fs.two_sweeps(self.dataset(), where, self.server_uri(), head)
 
     def call(self, kind: str, attempt: int = 0) -> fs.Outcome:
         """One try of a fault kind, in its own folder (and sweep names) per try."""

@@ -35,7 +35,7 @@ def test_mlflow_gone_for_good_leaves_a_spool_that_replays_everything_once(tiny_d
 @pytest.mark.slow
 def test_two_sweeps_at_once_on_one_cluster_and_server_keep_to_their_own_runs(tiny_dataset_root, tmp_path, mlflow_server):
     with fs.RayHead(tmp_path, cpus=2) as head:  # one cluster, its own processes: not this process's Ray
-        outcome = fs.two_sweeps(tiny_dataset_root, tmp_path, mlflow_server, head.address)
+        outcome = fs.two_sweeps(tiny_dataset_root, tmp_path, mlflow_server, head)
     details = outcome.details
     assert details["exits"] == [0, 0] and details["resume_exit"] == 0, details["logs"]
     assert all(t["runs"] == t["complete"] == 2 for t in details["before"]), details["before"]
