@@ -162,6 +162,13 @@ def test_local_head_starts_ray_without_cpus():
     assert "--num-cpus=0" in starts[0].split()
 
 
+def test_local_head_runs_the_autoscaler_that_starts_local_workers():
+    """Ray 2.60's default autoscaler under `ray up` (v2) never launches a local-provider cluster's
+    workers (seen by tests/test_cluster_up.py); the head's `ray start` asks for v1."""
+    (start,) = [c for c in load(LOCAL)["head_start_ray_commands"] if "ray start --head" in c]
+    assert start.startswith("RAY_enable_autoscaler_v2=0 ray start --head"), start
+
+
 def test_aws_has_two_autoscaling_gpu_worker_types():
     config = prepared(AWS)
     workers = {
