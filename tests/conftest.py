@@ -84,3 +84,45 @@ def mlflow_server_tools():
     from types import SimpleNamespace
 
     return SimpleNamespace(start=start_mlflow_server, stop=stop_process)
+
+
+@pytest.fixture
+def inner_pytest(tmp_path):
+    """Runs tests of ``test_file`` in a child pytest process, for tests that need a Ray cluster
+    of their own (``ray.cluster_utils.Cluster``): Ray allows one cluster connection per process,
+    and ``ray_local`` holds this one. The child gets its own RAY_TMPDIR, where ``Cluster()``
+    writes its address (a plain ``ray.init()`` elsewhere on the machine would find and join it
+    under the default one; short: Ray's unix sockets live below it). Returns the child's output
+    and the names of the tests that passed there; fails on a non-zero exit, and after
+    ``timeout`` s (a hang guard), killing the child and the Ray nodes it started."""
+    import shutil
+    import signal
+    import subprocess
+    import sys
+    import tempfile
+    import xml.etree.ElementTree as ET
+    from pathlib import Path
+
+    def run(test_file: str, env: dict[str, str], *, timeout: float, keyword: str | None = None) -> tuple[str, set[str]]:
+        ray_tmp = tempfile.mkdtemp(prefix="us8k-inner-", dir="/tmp")
+        child_env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+        child_env.update(env, RAY_TMPDIR=ray_tmp)
+        junit = tmp_path / "inner.xml"
+        args = [sys.executable, "-m", "pytest", test_file, "-p", "no:cacheprovider", "-q",
+                f"--junitxml={junit}", f"--basetemp={tmp_path / 'inner'}", *(["-k", keyword] if keyword else [])]
+        child = subprocess.Popen(args, cwd=Path(__file__).resolve().parents[1], env=child_env, text=True,
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            out, _ = child.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(child.pid, signal.SIGKILL)
+            out, _ = child.communicate()
+            pytest.fail(f"{test_file} still running in its child process after {timeout} s:\n{out[-6000:]}")
+        finally:
+            shutil.rmtree(ray_tmp, ignore_errors=True)
+        assert child.returncode == 0, out[-8000:]
+        cases = ET.parse(junit).getroot().iter("testcase")
+        passed = {c.get("name") for c in cases if not any(e.tag in ("failure", "error", "skipped") for e in c)}
+        return out, passed
+
+    return run

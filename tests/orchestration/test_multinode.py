@@ -19,12 +19,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
-import subprocess
-import sys
-import tempfile
 import time
-import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,41 +45,17 @@ CHILD_TIMEOUT_S = 3600  # a hang guard only: never a speed expectation
 # The test the suite runs: the inner tests in a child process with its own Ray.
 
 
-def test_three_node_cluster(request, tmp_path):
+def test_three_node_cluster(request, inner_pytest):
     if os.environ.get(ENV_DATA):
         pytest.skip("already inside the multi-node child process")
     tiny_dataset_root = request.getfixturevalue("tiny_dataset_root")  # not generated when skipped
-    # Cluster() writes the address of its head to $RAY_TMPDIR/ray/ray_current_cluster, where
-    # every plain ray.init() on this machine would find and join it: keep it private. Short
-    # path: Ray's unix sockets live below it (108-byte limit).
-    ray_tmp = tempfile.mkdtemp(prefix="us8k-mn-", dir="/tmp")
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     # Ray workers run with OMP_NUM_THREADS=1; a multithreaded driver rounds float32 features
     # differently (last bit), and the features are compared bit for bit.
-    env.update({ENV_DATA: str(tiny_dataset_root), "RAY_TMPDIR": ray_tmp, "OMP_NUM_THREADS": "1"})
-    junit = tmp_path / "inner.xml"
-    args = [sys.executable, "-m", "pytest", str(Path(__file__)), "-p", "no:cacheprovider", "-q",
-            f"--junitxml={junit}", f"--basetemp={tmp_path / 'inner'}"]
+    env = {ENV_DATA: str(tiny_dataset_root), "OMP_NUM_THREADS": "1"}
     started = time.monotonic()
-    child = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                             text=True, start_new_session=True)
-    try:
-        out, _ = child.communicate(timeout=CHILD_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        os.killpg(child.pid, signal.SIGKILL)  # the child and the Ray nodes it started
-        out, _ = child.communicate()
-        pytest.fail(f"multi-node tests still running after {CHILD_TIMEOUT_S} s:\n{out[-6000:]}")
-    finally:
-        shutil.rmtree(ray_tmp, ignore_errors=True)
-    seconds = time.monotonic() - started
-    assert child.returncode == 0, out[-8000:]
-    assert _passed(junit) == INNER_TESTS, out[-4000:]
-    print(f"multi-node child process: {seconds:.0f} s")
-
-
-def _passed(junit: Path) -> set[str]:
-    cases = ET.parse(junit).getroot().iter("testcase")
-    return {c.get("name") for c in cases if not any(child.tag in ("failure", "error", "skipped") for child in c)}
+    out, passed = inner_pytest(str(Path(__file__)), env, timeout=CHILD_TIMEOUT_S)
+    assert passed == INNER_TESTS, out[-4000:]
+    print(f"multi-node child process: {time.monotonic() - started:.0f} s")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -21,13 +21,10 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
-import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
@@ -222,30 +219,12 @@ def test_killed_trials_resume_from_checkpoints_and_one_that_keeps_dying_is_repor
 # A node lost mid-sweep: the test the suite runs starts a child pytest process for the cluster.
 
 
-def test_a_node_lost_mid_sweep(tiny_dataset_root, feature_cache, mlflow_server, tmp_path):
+def test_a_node_lost_mid_sweep(tiny_dataset_root, feature_cache, mlflow_server, inner_pytest):
     if os.environ.get(ENV_INNER):
         pytest.skip("already inside the node-loss child process")
-    ray_tmp = tempfile.mkdtemp(prefix="us8k-nl-", dir="/tmp")  # short: Ray's sockets live below it
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    env.update({ENV_INNER: "1", ENV_DATA: str(tiny_dataset_root), ENV_CACHE: str(feature_cache), ENV_URI: mlflow_server,
-                "RAY_TMPDIR": ray_tmp})
-    junit = tmp_path / "inner.xml"
-    args = [sys.executable, "-m", "pytest", str(Path(__file__)), "-p", "no:cacheprovider", "-q",
-            "-k", "inner_node_lost", f"--junitxml={junit}", f"--basetemp={tmp_path / 'inner'}"]
-    child = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                             text=True, start_new_session=True)
-    try:
-        out, _ = child.communicate(timeout=HANG_GUARD_S)
-    except subprocess.TimeoutExpired:
-        os.killpg(child.pid, signal.SIGKILL)  # the child and the Ray nodes it started
-        out, _ = child.communicate()
-        pytest.fail(f"node-loss test still running after {HANG_GUARD_S} s:\n{out[-6000:]}")
-    finally:
-        shutil.rmtree(ray_tmp, ignore_errors=True)
-    assert child.returncode == 0, out[-8000:]
-    cases = {c.get("name"): c for c in ET.parse(junit).getroot().iter("testcase")}
-    case = cases["test_inner_node_lost_mid_sweep_trials_resume_on_the_remaining_node"]
-    assert not any(e.tag in ("failure", "error", "skipped") for e in case), out[-4000:]
+    env = {ENV_INNER: "1", ENV_DATA: str(tiny_dataset_root), ENV_CACHE: str(feature_cache), ENV_URI: mlflow_server}
+    out, passed = inner_pytest(str(Path(__file__)), env, timeout=HANG_GUARD_S, keyword="inner_node_lost")
+    assert passed == {"test_inner_node_lost_mid_sweep_trials_resume_on_the_remaining_node"}, out[-4000:]
 
 
 def _start_cluster(cluster_class, head_args: dict, attempts: int = 3):
