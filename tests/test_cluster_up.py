@@ -127,10 +127,15 @@ class Node:
             # The project as `ray up` synced it (a real node's setup pip-installs that copy).
             f"SetEnv PYTHONPATH={USER_HOME}/us8k-ray RAY_USAGE_STATS_ENABLED=0",
         ]) + "\n")
-        mounts = ["mount -t tmpfs -o mode=1777 tmpfs /tmp",
+        # The node's private /tmp hides the real one; this environment may live there (a
+        # checkout under /tmp with its .venv): those entries are mounted back.
+        real_tmp = work / f"real-tmp-{ip}"
+        real_tmp.mkdir()
+        mounts = [f"mount --bind /tmp {real_tmp}", "mount -t tmpfs -o mode=1777 tmpfs /tmp",
+                  *(f"mkdir -p /tmp/{e} && mount --bind {real_tmp}/{e} /tmp/{e}" for e in _entries_needed("/tmp")),
                   f"mkdir /tmp/.real-home && mount --bind {USER_HOME} /tmp/.real-home",
                   f"mount --bind {self.home} {USER_HOME}"]
-        for entry in _home_entries_needed():  # e.g. a pyenv interpreter under the real home
+        for entry in _entries_needed(USER_HOME):  # e.g. a pyenv interpreter under the real home
             mounts.append(f"mkdir -p {USER_HOME}/{entry} && mount --bind /tmp/.real-home/{entry} {USER_HOME}/{entry}")
         self.log = (work / f"sshd-{ip}.log").open("w")
         script = " && ".join([*mounts, f"exec {SSHD} -D -e -f {config}"])
@@ -153,12 +158,12 @@ class Node:
         self.log.close()
 
 
-def _home_entries_needed() -> set[str]:
-    """Top-level entries of the user's home that this environment lives in (kept visible on the
-    nodes, whose home is another directory)."""
+def _entries_needed(folder: str) -> set[str]:
+    """Top-level entries of ``folder`` (the user's home, /tmp) that this environment lives in
+    (kept visible on the nodes, where another directory is mounted over it)."""
     needed = set()
     for path in (sys.base_prefix, sys.prefix, os.path.realpath(sys.executable), str(ROOT)):
-        relative = os.path.relpath(os.path.realpath(path), USER_HOME)
+        relative = os.path.relpath(os.path.realpath(path), os.path.realpath(folder))
         if not relative.startswith(".."):
             needed.add(relative.split(os.sep)[0])
     return needed
