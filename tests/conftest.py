@@ -3,6 +3,13 @@
 from __future__ import annotations
 
 import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import pytest
 
@@ -95,14 +102,6 @@ def inner_pytest(tmp_path):
     under the default one; short: Ray's unix sockets live below it). Returns the child's output
     and the names of the tests that passed there; fails on a non-zero exit, and after
     ``timeout`` s (a hang guard), killing the child and the Ray nodes it started."""
-    import shutil
-    import signal
-    import subprocess
-    import sys
-    import tempfile
-    import xml.etree.ElementTree as ET
-    from pathlib import Path
-
     def run(test_file: str, env: dict[str, str], *, timeout: float, keyword: str | None = None) -> tuple[str, set[str]]:
         ray_tmp = tempfile.mkdtemp(prefix="us8k-inner-", dir="/tmp")
         child_env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
