@@ -65,7 +65,8 @@ class MlflowServer:
         self.proc: subprocess.Popen | None = None
         self.starts = 0
 
-    def start(self, timeout_s: float = 600.0) -> MlflowServer:
+    def start(self, timeout_s: float = 600.0, wait: bool = True) -> MlflowServer:
+        """Start the server; with ``wait`` (default) return once it answers."""
         log = (self.folder / f"server-{self.starts}.log").open("w")
         self.starts += 1
         env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
@@ -77,7 +78,8 @@ class MlflowServer:
             stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
         )
         log.close()
-        wait_for(f"mlflow server on {self.uri}", lambda: self.answers() or self._died(), timeout_s, 0.5)
+        if wait:
+            wait_for(f"mlflow server on {self.uri}", lambda: self.answers() or self._died(), timeout_s, 0.5)
         return self
 
     def _died(self) -> bool:
@@ -287,7 +289,7 @@ def _pending_ops(folder: Path) -> list[str]:
     return [u.op for u in Spool(folder).pending()] if (folder / JOURNAL).exists() else []
 
 
-def _exited(proc: subprocess.Popen) -> bool:
+def exited(proc: subprocess.Popen) -> bool:
     return proc.poll() is not None
 
 
@@ -299,12 +301,12 @@ def mlflow_restart(data_dir: Path, work: Path) -> Outcome:
     try:
         sweep = Sweep(data_dir, work, server.uri, "restart", extra=["--max-concurrent", "1", "--address", "local"])
         proc = sweep.start()
-        wait_for("the first fold run", lambda: _exited(proc) or fold_runs(server.uri, sweep.experiment, sweep.name))
+        wait_for("the first fold run", lambda: exited(proc) or fold_runs(server.uri, sweep.experiment, sweep.name))
         server.kill()
-        wait_for("a finished trial waiting in the spool", lambda: _exited(proc) or "finish" in _pending_ops(sweep.spool))
+        wait_for("a finished trial waiting in the spool", lambda: exited(proc) or "finish" in _pending_ops(sweep.spool))
         server.start()
         back = time.monotonic()
-        wait_for("the spool to drain", lambda: _exited(proc) or spool_pending(sweep.spool) == 0)
+        wait_for("the spool to drain", lambda: exited(proc) or spool_pending(sweep.spool) == 0)
         recover_s = time.monotonic() - back
         code = proc.wait(timeout=HANG_GUARD_S)
         found = tally(server.uri, sweep.experiment, sweep.name, sweep.pairs)
@@ -323,7 +325,7 @@ def mlflow_gone(data_dir: Path, work: Path) -> Outcome:
         sweep = Sweep(data_dir, work, server.uri, "gone",
                       extra=["--max-concurrent", "1", "--address", "local", "--tracking-grace", "1"])
         proc = sweep.start()
-        wait_for("the first fold run", lambda: _exited(proc) or fold_runs(server.uri, sweep.experiment, sweep.name))
+        wait_for("the first fold run", lambda: exited(proc) or fold_runs(server.uri, sweep.experiment, sweep.name))
         server.kill()
         code = proc.wait(timeout=HANG_GUARD_S)
         said = "did not come back" in sweep.log() and f"python -m orchestration.replay {sweep.spool}" in sweep.log()
@@ -349,7 +351,7 @@ def driver_killed(data_dir: Path, work: Path, server_uri: str) -> Outcome:
     their end times. Recovery: the resumed command's wall time."""
     sweep = Sweep(data_dir, work, server_uri, f"killed-{work.name}", extra=["--max-concurrent", "1", "--address", "local"])
     proc = sweep.start()
-    wait_for("a finished fold run", lambda: _exited(proc) or sweep.finished_folds() >= 1)
+    wait_for("a finished fold run", lambda: exited(proc) or sweep.finished_folds() >= 1)
     before = {r.info.run_id: r.info.end_time for r in fold_runs(server_uri, sweep.experiment, sweep.name)
               if r.info.status == "FINISHED"}
     kill_group(proc)
@@ -436,49 +438,3 @@ def writer_outage(work: Path) -> Outcome:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
-
-
-# How far a fold resumed mid-training may end from the uninterrupted run: its shuffle order and
-# dropout masks after the resume are seeded, but not those of the uninterrupted run
-# (model/train_loop.py), and a tiny test fold has ~20 clips (one clip = 0.05).
-RESUMED_FOLD_TOLERANCE = 0.25
-
-
-def determinism(data_dir: Path, work: Path, server_uri: str) -> Outcome:
-    """The same tiny sweep (one configuration, folds 1-2, 3 epochs, a checkpoint every epoch,
-    TensorFlow op determinism on: ``TrainConfig.deterministic``) run twice: once straight
-    through, once with its driver SIGKILLed once a fold has logged an epoch, then resumed.
-    Survived when every fold not cut by the kill has exactly the accuracy of the straight run
-    and a fold resumed mid-training is within ``RESUMED_FOLD_TOLERANCE``. Recovery: the resumed
-    command's wall time."""
-    from mlflow.tracking import MlflowClient
-
-    from orchestration.tracking import TAG_CONFIG, TAG_FOLD
-
-    extra = ["--max-concurrent", "1", "--address", "local", "--epochs", "3"]
-    straight = Sweep(data_dir, work, server_uri, f"straight-{work.name}", folds="1,2", extra=extra)
-    code = straight.start().wait(timeout=HANG_GUARD_S)
-    cut = Sweep(data_dir, work, server_uri, f"cut-{work.name}", folds="1,2", extra=extra)
-    proc = cut.start()
-    client = MlflowClient(server_uri)
-
-    def mid_training() -> dict[str, int]:
-        """pair -> epochs logged, for fold runs not FINISHED."""
-        return {f"{r.data.tags[TAG_CONFIG]}/{r.data.tags[TAG_FOLD]}":
-                max((m.step for m in client.get_metric_history(r.info.run_id, "loss")), default=0)
-                for r in fold_runs(server_uri, cut.experiment, cut.name) if r.info.status != "FINISHED"}
-
-    wait_for("an epoch logged", lambda: _exited(proc) or any(mid_training().values()))
-    kill_group(proc)
-    cut_folds = {pair: epochs for pair, epochs in mid_training().items() if epochs}
-    started = time.monotonic()
-    resumed = cut.start("--resume", cut.name, log="resumed").wait(timeout=HANG_GUARD_S)
-    recover_s = time.monotonic() - started
-    a = tally(server_uri, straight.experiment, straight.name, straight.pairs)
-    b = tally(server_uri, cut.experiment, cut.name, cut.pairs)
-    diffs = {pair: abs(b["accuracies"].get(pair, -9) - acc) for pair, acc in a["accuracies"].items()}
-    same = len(diffs) == 2 and all(d == 0 or (pair in cut_folds and d <= RESUMED_FOLD_TOLERANCE) for pair, d in diffs.items())
-    return Outcome("driver killed mid-fold: accuracies vs straight through", code == 0 and resumed == 0 and same,
-                   b["lost"], b["duplicated"], recover_s,
-                   {"exits": [code, resumed], "cut_after_epochs": cut_folds, "straight": a["accuracies"],
-                    "resumed": b["accuracies"], "differences": diffs, "log": cut.log("resumed")[-3000:]})

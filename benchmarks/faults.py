@@ -3,7 +3,7 @@
 The fault suite as one table (not a test). Runtime: about 12 minutes on 2 idle cores (six
 scenarios of tiny sweeps on real processes: a local Ray cluster, a real ``mlflow server``);
 ``--smoke-test`` runs the writer-only scenario (about half a minute). Each scenario is a
-function of ``benchmarks/fault_scenarios.py``, the same ones the fault tests run, and says in
+function of ``benchmarks/fault_scenarios.py`` (``determinism``: ``fault_determinism.py``), the same ones the fault tests run, and says in
 its docstring what it does and what "seconds to recover" measures there. Per fault kind:
 tried, survived, MLflow runs lost (must be 0), runs duplicated (must be 0: a second run for a
 (configuration, fold), a second model, an epoch logged twice), seconds to recover. Then the bad-input
@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from benchmarks import fault_determinism
 from benchmarks import fault_scenarios as fs
 from benchmarks.machine import describe
 
@@ -69,7 +70,7 @@ class Suite:
             "mlflow-gone": lambda: fs.mlflow_gone(self.dataset(), where),
             "driver-kill": lambda: fs.driver_killed(self.dataset(), where, self.server_uri()),
             "two-sweeps": lambda: self.two_sweeps(where),
-            "determinism": lambda: fs.determinism(self.dataset(), where, self.server_uri()),
+            "determinism": lambda: fault_determinism.three_interruptions(self.dataset(), where),
         }
         return calls[kind]()
 

@@ -44,15 +44,20 @@ def make_dataset(
 
     Every worker builds the same pipeline (same seeded order), and the DATA auto-shard
     policy gives each its slice of every global batch. ``train_passes=0``: one pass in
-    order, last batch partial (evaluation). ``train_passes=k``: k passes, each reshuffled,
-    last partial batch dropped so all workers run the same steps. Training runs its k
-    remaining epochs through one iterator because fit() otherwise rebuilds the distributed
-    iterator (and re-runs the auto-shard rewrite) every epoch, seconds each with two
-    workers; a finite k rather than repeat() lets that iterator end cleanly.
+    order, last batch partial (evaluation). ``train_passes=k``: the run's k passes (all its
+    epochs), each reshuffled, last partial batch dropped so all workers run the same steps.
+    Training runs its epochs through one iterator because fit() otherwise rebuilds the
+    distributed iterator (and re-runs the auto-shard rewrite) every epoch, seconds each with
+    two workers; a finite k rather than repeat() lets that iterator end cleanly.
 
-    ``config``: its augmentation applies to training batches (batch numbers counted from
-    ``first_step``, so a resumed run draws what the uninterrupted one would have at that
-    step); with soft labels, labels become one-hot over ``num_classes`` in every set.
+    ``first_step``: batches already trained (a resumed run's epoch x steps per epoch). They are
+    skipped, not dropped from the count, so a resumed run gets exactly the batches, in the same
+    order, that the uninterrupted run got from that step on: the n-th reshuffle is the n-th
+    whichever process draws it. Skipping still draws the skipped passes' batches (about a
+    memory copy of the training set per skipped epoch, paid once per resume). ``config``: its
+    augmentation applies to training batches (numbered from ``first_step`` on, so a resumed run
+    draws what the uninterrupted one would have at that step); with soft labels, labels
+    become one-hot over ``num_classes`` in every set.
 
     ``prefetch``, ``autotune`` and ``shard_policy`` (a ``tf.data.experimental.AutoShardPolicy``
     name) are the loop's defaults; the training benchmark changes them one at a time.
@@ -65,6 +70,8 @@ def make_dataset(
     if train_passes:
         ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
         ds = ds.batch(global_batch, drop_remainder=True).repeat(train_passes)
+        if first_step:
+            ds = ds.skip(first_step)
     else:
         ds = ds.batch(global_batch)
     if x.dtype == np.float16:  # augmented training rows are held as float16: cast per batch

@@ -18,8 +18,12 @@ V2's Result.metrics is that report. The final checkpoint's report also names the
 (``model.hardware``).
 
 Resuming (the session's ``get_checkpoint()``) restores weights, optimizer state, best-so-far and
-the epoch counter, and continues with the next epoch. The shuffle order and dropout masks
-after a resume are seeded but not those of an uninterrupted run.
+the epoch counter, and continues with the next epoch on exactly the batches (order and
+augmentation) the uninterrupted run trains on from there (model/pipeline.py): with op
+determinism on and no dropout, a resumed fold ends bit-identical to an uninterrupted one
+(benchmarks/fault_scenarios.py checks it through three interruptions). Dropout masks after a
+resume are not the uninterrupted run's: tf_keras's Dropout draws from a stateful
+``tf.random.Generator`` whose state is not among the model's weights, so no checkpoint holds it.
 
 TensorFlow is imported inside the functions, so importing this module is cheap.
 """
@@ -236,8 +240,10 @@ def _fit(tf, keras, attempt: Attempt) -> None:
     config, fold = attempt.config, attempt.fold
     global_batch = config.batch_size * attempt.world_size
     steps = len(fold.y_train) // global_batch
+    # All the run's epochs, the trained ones skipped: a resumed attempt sees the batches the
+    # uninterrupted run would have (model/pipeline.py).
     train_ds, val_ds = _make_datasets(
-        tf, fold, global_batch, attempt, config.epochs - attempt.state.epoch, first_step=attempt.state.epoch * steps
+        tf, fold, global_batch, attempt, config.epochs, first_step=attempt.state.epoch * steps
     )
     reporter = _EpochReporter(attempt, samples_per_epoch=steps * global_batch)
     with no_autotune_threads():

@@ -1,6 +1,7 @@
 """Faults on real processes (issue #15): tiny sweeps as their own processes against a real
-``mlflow server`` that is killed and restarted, or killed for good; two sweeps at once on one
-Ray cluster. Each scenario is ``benchmarks.fault_scenarios`` (the same code
+``mlflow server`` killed for good; two sweeps at once on one Ray cluster; one sweep
+interrupted three times (a worker, the tracking server, the driver) against a straight run.
+Each scenario is ``benchmarks.fault_scenarios`` or ``benchmarks.fault_determinism`` (the code
 ``python -m benchmarks.faults`` tabulates); here its outcome is checked in detail. Every wait
 is on a state (runs, the spool's journal, process exits), never on the clock."""
 
@@ -8,18 +9,8 @@ from __future__ import annotations
 
 import pytest
 
+from benchmarks import fault_determinism
 from benchmarks import fault_scenarios as fs
-
-
-@pytest.mark.slow
-def test_mlflow_killed_mid_sweep_and_back_later_loses_and_doubles_nothing(tiny_dataset_root, tmp_path):
-    outcome = fs.mlflow_restart(tiny_dataset_root, tmp_path)
-    details = outcome.details
-    assert details["exit"] == 0, details["log"]
-    assert outcome.runs_lost == 0 and outcome.runs_duplicated == 0, details
-    assert details["complete"] == details["runs"] == 2  # one FINISHED run, one model per fold
-    assert "unreachable" in details["log"] and "back after" in details["log"]
-    assert outcome.survived
 
 
 @pytest.mark.slow
@@ -44,19 +35,35 @@ def test_two_sweeps_at_once_on_one_cluster_and_server_keep_to_their_own_runs(tin
 
 
 @pytest.mark.slow
-def test_a_sweep_killed_mid_fold_and_resumed_ends_with_the_same_accuracies(tiny_dataset_root, tmp_path, mlflow_server):
-    """Op determinism is on (TrainConfig.deterministic) and a reused trial process trains like
-    a fresh one: a fold the kill did not cut must end with exactly the straight run's accuracy.
-    The fold resumed mid-training restores weights, optimizer state and the epoch counter, but
-    its later shuffle order and dropout masks are not the straight run's (model/train_loop.py):
-    within fs.RESUMED_FOLD_TOLERANCE, and the difference is reported."""
-    outcome = fs.determinism(tiny_dataset_root, tmp_path, mlflow_server)
+def test_three_interruptions_lose_nothing_and_end_with_the_straight_runs_accuracies(tiny_dataset_root, tmp_path):
+    """A worker SIGKILLed, the tracking server killed and back, the driver killed and resumed,
+    at points drawn from a seeded RNG, in one sweep: every fold ends with exactly the
+    accuracy of an uninterrupted run (op determinism, a resumed attempt gets the uninterrupted
+    batches, no dropout); one complete run per fold, nothing logged twice. This is also the
+    suite's "MLflow server killed mid-sweep and back later" test (``fs.mlflow_restart`` is the
+    same fault alone, for the table of ``python -m benchmarks.faults``)."""
+    outcome = fault_determinism.three_interruptions(tiny_dataset_root, tmp_path, seed=0)
     details = outcome.details
     assert details["exits"] == [0, 0], details["log"]
-    for pair, difference in details["differences"].items():
-        if pair not in details["cut_after_epochs"]:
-            assert difference == 0, details
-        else:
-            assert difference <= fs.RESUMED_FOLD_TOLERANCE, details
-    print(f"accuracies straight {details['straight']}, resumed {details['resumed']}, cut {details['cut_after_epochs']}")
-    assert outcome.runs_lost == 0 and outcome.runs_duplicated == 0 and outcome.survived
+    hit = details["hit"]
+    assert {"worker_killed", "mlflow_killed_after_retry_epochs", "driver_killed"} <= set(hit), (hit, details["log"])
+    assert 1 <= hit["worker_killed"]["after_epoch"] < fault_determinism.EPOCHS
+    assert 1 <= hit["driver_killed"]["fold_2_after_epoch"] < fault_determinism.EPOCHS
+    assert "unreachable" in details["log"] and "back after" in details["log"]
+    assert details["complete"] == details["runs"] == 2
+    assert outcome.runs_lost == 0 and outcome.runs_duplicated == 0, details
+    print(f"points {details['points']}, hit {hit}, accuracies straight {details['straight']}, "
+          f"interrupted {details['resumed']}")
+    assert details["differences"] and all(d == 0 for d in details["differences"].values()), details
+    assert outcome.survived
+
+
+def test_the_interruption_points_are_seeded_and_inside_the_run():
+    draws = [fault_determinism.draw_points(seed) for seed in range(50)]
+    assert draws[0] == fault_determinism.draw_points(0)
+    assert len({tuple(d.values()) for d in draws}) > 1
+    for d in draws:
+        assert 1 <= d["worker_kill_after"] < fault_determinism.EPOCHS // 2
+        assert d["mlflow_kill_after"] >= 1
+        assert d["worker_kill_after"] + d["mlflow_kill_after"] < fault_determinism.EPOCHS
+        assert 1 <= d["driver_kill_after"] <= fault_determinism.EPOCHS // 2

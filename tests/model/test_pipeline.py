@@ -1,6 +1,6 @@
 """model/pipeline.py: training batches are augmented, evaluation sets never are; soft labels are
-one-hot everywhere (hard in evaluation); a resumed pipeline draws the uninterrupted run's
-augmentation; the default config builds exactly the old pipeline; maps stay graph functions
+one-hot everywhere (hard in evaluation); a resumed pipeline yields the uninterrupted run's
+batches (order and augmentation); the default config builds exactly the old pipeline; maps stay graph functions
 under the loop's tf.data debug mode."""
 
 from __future__ import annotations
@@ -77,18 +77,22 @@ def test_float16_training_rows_are_cast_before_augmentation():
     assert all(b[0].dtype == np.float32 for b in out) and any((b[0] == 0).any() for b in out)
 
 
-def test_a_resumed_pipeline_draws_what_the_uninterrupted_one_draws_at_that_step():
-    # Identical clips, so the shuffle order (reseeded on resume) cannot matter: batch k of the
-    # uninterrupted pipeline equals batch 0 of one resumed at step k.
-    x = np.repeat(data(n=1)[0], 8, axis=0)
-    y = np.zeros(8, np.int32)
-    config = AUGMENTED.replace(mixup_alpha=0.0)
-    full = batches(make_dataset(tf, x, y, 4, seed=0, train_passes=3, config=config, num_classes=3))
-    resumed = batches(make_dataset(tf, x, y, 4, seed=0, train_passes=1, config=config, num_classes=3,
+def test_a_resumed_pipeline_yields_exactly_the_uninterrupted_batches_from_its_step_on():
+    # Distinct clips, three passes of 3 batches, every augmentation on: resumed after the first
+    # pass and one batch (step 4), the pipeline yields batches 4..8 of the uninterrupted one,
+    # in order, with the same shuffle and the same augmentation draws.
+    x, y = data(n=12)
+    full = batches(make_dataset(tf, x, y, 4, seed=0, train_passes=3, config=AUGMENTED, num_classes=3))
+    resumed = batches(make_dataset(tf, x, y, 4, seed=0, train_passes=3, config=AUGMENTED, num_classes=3,
                                    first_step=4))
-    np.testing.assert_array_equal(resumed[0][0], full[4][0])
-    np.testing.assert_array_equal(resumed[1][0], full[5][0])
-    assert not np.array_equal(full[4][0], full[0][0])
+    assert len(full) == 9 and len(resumed) == 5
+    for (xa, ya), (xb, yb) in zip(full[4:], resumed, strict=True):
+        np.testing.assert_array_equal(xa, xb)
+        np.testing.assert_array_equal(ya, yb)
+    # What a fresh pipeline of the remaining passes would give instead: the first pass's order.
+    plain = batches(make_dataset(tf, x, y, 4, seed=0, train_passes=3))
+    fresh = batches(make_dataset(tf, x, y, 4, seed=0, train_passes=2))
+    assert not np.array_equal(fresh[0][0], plain[3][0])
 
 
 def test_augmentation_maps_are_traced_once_even_inside_the_loops_debug_mode(monkeypatch):

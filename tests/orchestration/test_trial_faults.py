@@ -29,6 +29,7 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.fault_determinism import freeze_mid_training, trial_rows
 from model.train_loop import FINAL_KEY
 
 pytestmark = pytest.mark.slow
@@ -64,39 +65,6 @@ def _command_env(**extra: str) -> dict[str, str]:
     # the TF_USE_LEGACY_KERAS that tests/conftest.py sets.
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "TF_USE_LEGACY_KERAS")}
     return {**env, **extra}
-
-
-def _rows(experiment: Path) -> dict[int, list[dict]]:
-    """fold -> the rows of its trial's result.json, as far as written (one configuration)."""
-    found = {}
-    for path in experiment.glob("*/result.json"):
-        rows = []
-        for line in path.read_text().splitlines():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                break  # the line Tune is writing now
-        if rows:
-            found[int(rows[0]["config"]["fold"])] = rows
-    return found
-
-
-def _freeze_mid_training(experiment: Path, fold: int, spared: set[int]) -> tuple[int, int] | None:
-    """Freeze (SIGSTOP) the process training ``fold`` once it has reported (and so checkpointed)
-    an epoch and is not done; (pid, last reported epoch), or None if not there yet."""
-    rows = _rows(experiment).get(fold, [])
-    if not rows or rows[-1].get(FINAL_KEY) or int(rows[-1]["pid"]) in spared:
-        return None
-    pid = int(rows[-1]["pid"])
-    try:
-        os.kill(pid, signal.SIGSTOP)
-    except ProcessLookupError:
-        return None
-    last = _rows(experiment)[fold][-1]
-    if last.get(FINAL_KEY) or int(last["pid"]) != pid:  # finished meanwhile: not mid-training
-        os.kill(pid, signal.SIGCONT)
-        return None
-    return pid, int(last["epoch"])
 
 
 def _wait_for(what: str, check, sweep: subprocess.Popen, log: Path):
@@ -174,11 +142,11 @@ def test_killed_trials_resume_from_checkpoints_and_one_that_keeps_dying_is_repor
         def kill_next():
             for fold in (1, 2):
                 if len(killed[fold]) < wanted[fold]:
-                    frozen = _freeze_mid_training(experiment, fold, {pid for pid, _ in killed[fold]})
+                    frozen = freeze_mid_training(experiment, fold, {pid for pid, _ in killed[fold]})
                     if frozen:
                         os.kill(frozen[0], signal.SIGKILL)
                         killed[fold].append(frozen)
-                rows = _rows(experiment).get(fold, [])
+                rows = trial_rows(experiment).get(fold, [])
                 if len(killed[fold]) < wanted[fold] and rows and rows[-1].get(FINAL_KEY):
                     pytest.fail(f"fold {fold} finished before its kill {len(killed[fold]) + 1}: raise EPOCHS")
             return killed[1] and len(killed[2]) == 2
@@ -189,7 +157,7 @@ def test_killed_trials_resume_from_checkpoints_and_one_that_keeps_dying_is_repor
         if sweep.poll() is None:
             os.killpg(sweep.pid, signal.SIGKILL)
 
-    rows = _rows(experiment)
+    rows = trial_rows(experiment)
     runs = _fold_runs(mlflow_server, name)
     # Fold 1: retried once, from its checkpoint (not from epoch 0), trained to the end.
     (killed_pid, killed_epoch), = killed[1]
@@ -263,7 +231,7 @@ def test_inner_node_lost_mid_sweep_trials_resume_on_the_remaining_node(tmp_path)
 
         def both_frozen():
             for fold in (1, 2):
-                if fold not in frozen and (got := _freeze_mid_training(experiment, fold, set())):
+                if fold not in frozen and (got := freeze_mid_training(experiment, fold, set())):
                     frozen[fold] = got
             return len(frozen) == 2
 
@@ -280,7 +248,7 @@ def test_inner_node_lost_mid_sweep_trials_resume_on_the_remaining_node(tmp_path)
         ray.shutdown()
         cluster.shutdown()
 
-    rows = _rows(experiment)
+    rows = trial_rows(experiment)
     runs = _fold_runs(uri, name)
     for fold, (pid, epoch) in frozen.items():
         # Retried in a new process (on the new node: the head has no CPU), from the checkpoint.
