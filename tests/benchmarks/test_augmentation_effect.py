@@ -29,6 +29,7 @@ def test_the_two_sweeps_differ_only_in_augmentation_and_epochs(tmp_path):
     assert without.train.replace(epochs=8) == with_.train  # same network, seed, batch, learning rate
     assert without.features == with_.features and without.sweep == with_.sweep
     assert with_.sweep.synthetic_preset == "shifted" and with_.sweep.folds == (1, 2, 3)
+    assert with_.train.architecture == "sb-cnn"
     assert with_.sweep.search_space == {"learning_rate": [1e-3]} and not with_.sweep.refits
 
 
