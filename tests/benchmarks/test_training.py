@@ -90,6 +90,10 @@ def test_limit_lines_compare_each_row_with_the_peak_and_the_micro_benchmark():
     row = next(line for line in lines if line.startswith("plain"))
     assert row.split()[1:] == ["20.0", "20%", "40%"]
     assert "conv micro-benchmark: failed (boom)" in "\n".join(limit_lines(1, PEAK, {"error": "boom"}, []))
+    assert not any(line.startswith("note:") for line in lines)
+    fast = limit_lines(1_000_000_000, PEAK, {**micro, "gflops": 123.0}, [("plain", 20.0)])
+    assert "123% of peak" in "\n".join(fast)
+    assert any(line.startswith("note: the micro-benchmark beats the computed peak") for line in fast)
 
 
 def test_factor_table_changes_one_thing_per_row_and_the_report_divides_by_the_plain_mean():
