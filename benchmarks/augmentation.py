@@ -67,6 +67,15 @@ def _ray(index, config: FeatureConfig, augment: AugmentConfig) -> tuple[float, i
     return result.seconds, len(result.failures)
 
 
+def spread_over_folds(table, clips: int):
+    """``clips`` rows taken round-robin over the folds (the first of each fold, then the second,
+    ...), so every fold has company for background-noise mixing (a partner is another
+    recording of the same fold) however the CSV is ordered."""
+    rank = table.groupby("fold", sort=False).cumcount()
+    order = table.assign(_rank=rank).sort_values(["_rank", "fold"], kind="stable")
+    return order.drop(columns="_rank").head(clips).reset_index(drop=True)
+
+
 def run(data_dir: Path | None, clips: int, seed: int = 0, smoke: bool = False) -> dict:
     import ray
 
@@ -76,7 +85,7 @@ def run(data_dir: Path | None, clips: int, seed: int = 0, smoke: bool = False) -
         preset = "tiny" if smoke else "bench"
         data_dir = ensure_synthetic(default_cache_dir() / "synthetic" / f"{preset}-seed{seed}", preset, seed)
     index = load_dataset(data_dir)
-    index = type(index)(root=index.root, table=index.table.head(clips))
+    index = type(index)(root=index.root, table=spread_over_folds(index.table, clips))
     config, augment = FeatureConfig(), SMOKE_AUGMENT if smoke else BENCH_AUGMENT
     print(f"{len(index)} clips x {augment.per_clip} variants from {data_dir}", file=sys.stderr)
     serial_s = _serial(index, config, augment)

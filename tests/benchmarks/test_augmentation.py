@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.augmentation import TARGET_PER_CPU, format_table, report, run
+from benchmarks.augmentation import TARGET_PER_CPU, format_table, report, run, spread_over_folds
 
 
 def test_ratio_and_rates_come_from_the_measured_seconds():
@@ -15,6 +15,17 @@ def test_ratio_and_rates_come_from_the_measured_seconds():
     assert r["rows"][1][1:] == (pytest.approx(0.8), pytest.approx(9.6))
     assert "3.20x (target >= 3.2x: met)" in format_table(r)
     assert "NOT met" in format_table(report(10, 12, 4, 40.0, 20.0, 0))
+
+
+def test_clips_are_spread_over_the_folds_so_every_fold_has_a_noise_partner():
+    import pandas as pd
+
+    # Ordered as a CSV can be: all of fold 1 first, a single clip of fold 2 at the end.
+    table = pd.DataFrame({"slice_file_name": [f"{i}.wav" for i in range(12)], "fold": [1] * 9 + [3, 3, 2]})
+    picked = spread_over_folds(table, 6)
+    assert picked["fold"].tolist() == [1, 2, 3, 1, 3, 1]
+    assert picked["slice_file_name"].tolist() == ["0.wav", "11.wav", "9.wav", "1.wav", "10.wav", "2.wav"]
+    assert len(spread_over_folds(table, 100)) == 12
 
 
 @pytest.mark.slow
