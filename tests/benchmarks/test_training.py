@@ -68,6 +68,18 @@ def _row(name: str, rate: float, workers: int, global_batch: int, cpus: int | No
     return MethodResult(name, (rate,), 0, 1.0, 100, details, workers, global_batch)
 
 
+def test_the_target_applies_to_rows_with_the_plain_fits_cpus_only():
+    from benchmarks.training import _target_lines
+
+    rows = [_row("plain tf_keras fit (2 CPU)", 100.0, 0, 128), _row("in-trial (Tune trial, 2 CPU)", 96.0, 0, 128),
+            _row("Ray Train 1 worker x 1 CPU", 60.0, 1, 128), _row("Ray Train 1 worker x 2 CPU", 94.0, 1, 128)]
+    assert _target_lines(rows, 100.0, 2) == [
+        "target: in-trial (Tune trial, 2 CPU) >= 0.95x plain: met (0.96x)",
+        "target: Ray Train 1 worker x 2 CPU >= 0.95x plain: NOT met (0.94x)"]
+    (only,) = _target_lines([rows[0], rows[2]], 100.0, 2)  # a scaling run: 1 worker of 1 CPU
+    assert only.startswith("target: Ray (1 worker, 2 CPU) >= 0.95x plain: not measured")
+
+
 def test_all_reduce_cost_is_the_step_time_against_one_worker_with_the_same_cpus_and_batch():
     one = _row("Ray Train 1 worker x 1 CPU", 100.0, 1, 50, cpus=1)  # 0.5 s per step
     two = _row("Ray Train 2 workers x 1 CPU, 2 nodes", 160.0, 2, 100, cpus=1)  # 0.625 s per step
