@@ -3,8 +3,9 @@
 The fault suite as one table (not a test). Runtime: about 12 minutes on 2 idle cores (six
 scenarios of tiny sweeps on real processes: a local Ray cluster, a real ``mlflow server``);
 ``--smoke-test`` runs the writer-only scenario (about half a minute). Each scenario is a
-function of ``benchmarks/fault_scenarios.py`` (``determinism``: ``fault_determinism.py``), the same ones the fault tests run, and says in
-its docstring what it does and what "seconds to recover" measures there. Per fault kind:
+function of ``benchmarks/fault_scenarios.py`` (``determinism``: ``fault_determinism.py``),
+the same ones the fault tests run, and says in its docstring what it does and what "seconds to
+recover" measures there. Per fault kind:
 tried, survived, MLflow runs lost (must be 0), runs duplicated (must be 0: a second run for a
 (configuration, fold), a second model, an epoch logged twice), seconds to recover. Then the bad-input
 kinds tried and handled (``python -m benchmarks.bad_inputs``, run as it is; its own table has a

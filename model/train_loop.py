@@ -21,7 +21,7 @@ Resuming (the session's ``get_checkpoint()``) restores weights, optimizer state,
 the epoch counter, and continues with the next epoch on exactly the batches (order and
 augmentation) the uninterrupted run trains on from there (model/pipeline.py): with op
 determinism on and no dropout, a resumed fold ends bit-identical to an uninterrupted one
-(benchmarks/fault_scenarios.py checks it through three interruptions). Dropout masks after a
+(benchmarks/fault_determinism.py checks it through three interruptions). Dropout masks after a
 resume are not the uninterrupted run's: tf_keras's Dropout draws from a stateful
 ``tf.random.Generator`` whose state is not among the model's weights, so no checkpoint holds it.
 
