@@ -18,7 +18,8 @@ in everything but the augmentation: the same folds, the same seed (``train.seed`
 initial weights, same validation split), the demo's features (40 bands x 87 frames) and
 training (Adam 1e-3, batch 32), the SB-CNN network (``train.architecture=sb-cnn``: Salamon &
 Bello's, whose flatten + dense layers tie what it learned to where in the spectrogram it saw
-it; the reference network's global average pooling already shrugs off these shifts, README
+it; the reference network ends in global average pooling, built to care less about where a
+pattern sits: ``--set train.architecture=reference`` runs the comparison with it, README
 "Augmentation"). ``with``: every training clip also gets 2 time-stretched (x0.8, x1.25) and
 2 pitch-shifted (-4, +4 semitones) copies (``--set augment.time_stretch=[...]
 augment.pitch_shift=[...]``; spanning the shifts, as one augments for the variation one

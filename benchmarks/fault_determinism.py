@@ -116,9 +116,10 @@ class _Interrupter:
                 self._killed_pid = frozen[0]
                 hit["worker_killed"] = {"pid": frozen[0], "after_epoch": frozen[1]}
         elif "mlflow_killed_after_retry_epochs" not in hit:
-            if self._retried_epochs() >= self.points["mlflow_kill_after"]:
+            retried = self._retried_epochs()
+            if retried >= self.points["mlflow_kill_after"]:
                 server.kill()
-                hit["mlflow_killed_after_retry_epochs"] = self._retried_epochs()
+                hit["mlflow_killed_after_retry_epochs"] = retried
         else:
             if self._fold2 is None:
                 self._fold2 = freeze_mid_training(self.experiment, 2, set(), self.points["driver_kill_after"])
