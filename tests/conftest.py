@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import signal
@@ -16,6 +17,12 @@ import pytest
 # Quiet TensorFlow's C++ logging in every process the tests start (Ray workers inherit the env).
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+# Under pytest-xdist (the README's `-n 2`) each worker process is a separate session with its
+# own `ray_local`: give each its own Ray temp folder, so that neither a plain `ray.init()` nor
+# Ray's "latest cluster" file of one worker ever finds the other's (short: Ray's sockets live there).
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["RAY_TMPDIR"] = tempfile.mkdtemp(prefix=f"us8k-{os.environ['PYTEST_XDIST_WORKER']}-", dir="/tmp")
+    atexit.register(shutil.rmtree, os.environ["RAY_TMPDIR"], ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -104,7 +111,8 @@ def inner_pytest(tmp_path):
     ``timeout`` s (a hang guard), killing the child and the Ray nodes it started."""
     def run(test_file: str, env: dict[str, str], *, timeout: float, keyword: str | None = None) -> tuple[str, set[str]]:
         ray_tmp = tempfile.mkdtemp(prefix="us8k-inner-", dir="/tmp")
-        child_env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+        # Not an xdist worker itself: the child runs its tests serially, in the Ray folder given here.
+        child_env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS" and not k.startswith("PYTEST_XDIST")}
         child_env.update(env, RAY_TMPDIR=ray_tmp)
         junit = tmp_path / "inner.xml"
         args = [sys.executable, "-m", "pytest", test_file, "-p", "no:cacheprovider", "-q",
@@ -125,3 +133,12 @@ def inner_pytest(tmp_path):
         return out, passed
 
     return run
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist, the slow tests (sweeps, clusters, child processes: ~90% of the
+    suite's time, ~60% of both cores busy when run alone) go first, so that the two workers
+    overlap them and fill the end with the fast ones instead of one worker finishing a long
+    test alone. A stable sort: every worker collects the same order, as xdist requires."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        items.sort(key=lambda item: item.get_closest_marker("slow") is None)
