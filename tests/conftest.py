@@ -1,4 +1,4 @@
-"""Shared fixtures. Ray tests share one local Ray instance per session (starting Ray costs seconds)."""
+"""Shared fixtures. Ray tests share one local Ray instance per session, that is per xdist worker (starting Ray costs seconds)."""
 
 from __future__ import annotations
 
