@@ -13,9 +13,6 @@ import pytest
 from benchmarks.bad_input_cases import CASES
 from benchmarks.bad_inputs import Env, run_case
 
-# Module-scoped fixtures: under `pytest -n 2 --dist loadgroup` this module runs in one worker.
-pytestmark = pytest.mark.xdist_group("test_bad_input")
-
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):

@@ -11,9 +11,6 @@ from features.config import FeatureConfig
 from features.dataset import load_dataset
 from features.extract import extract_features
 
-# Module-scoped fixtures: under `pytest -n 2 --dist loadgroup` this module runs in one worker.
-pytestmark = pytest.mark.xdist_group("test_augment_extract")
-
 CONFIG = FeatureConfig(frames=87)
 AUGMENT = AugmentConfig(pitch_shift=(2.0,), drc=("radio",), noise_mixes=1, noise_snr_db=(5.0, 15.0), seed=1)
 

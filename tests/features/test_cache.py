@@ -17,9 +17,6 @@ from features.cache import (
 from features.config import FeatureConfig
 from features.toy import make_toy_featureset
 
-# Module-scoped fixtures: under `pytest -n 2 --dist loadgroup` this module runs in one worker.
-pytestmark = pytest.mark.xdist_group("test_cache")
-
 CONFIG = FeatureConfig(frames=24)
 
 

@@ -16,9 +16,6 @@ from features.logmel import (
     reference_features,
 )
 
-# Module-scoped fixtures: under `pytest -n 2 --dist loadgroup` this module runs in one worker.
-pytestmark = pytest.mark.xdist_group("test_logmel")
-
 # Parity tolerance with the reference recipe: features lie in [-1, 1]; float32 rounding in the
 # FFT, the downmix and the dB conversion differ by a few ulps, far below 1e-5.
 PARITY_ATOL = 1e-5

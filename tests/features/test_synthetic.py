@@ -17,9 +17,6 @@ from scipy import signal
 from features import synthetic
 from features.us8k import CLASS_NAMES, CSV_COLUMNS, FOLDS, METADATA_RELPATH, audio_relpath
 
-# Module-scoped fixtures: under `pytest -n 2 --dist loadgroup` this module runs in one worker.
-pytestmark = pytest.mark.xdist_group("test_synthetic")
-
 NAME_RE = re.compile(r"^(\d+)-(\d)-(\d+)-(\d+)\.wav$")
 ALL_SUBTYPES = {"PCM_16", "PCM_24", "PCM_U8", "PCM_32", "FLOAT", "IMA_ADPCM"}
 

@@ -12,9 +12,6 @@ from features.featureset import AugmentedRows, FeatureSet
 from model.config import TrainConfig
 from model.data import as_model_input, prepare_fold, split_fold
 
-# Module-scoped fixtures: under `pytest -n 2 --dist loadgroup` this module runs in one worker.
-pytestmark = pytest.mark.xdist_group("test_data_augmented")
-
 CONFIG = TrainConfig(val_fraction=0.2, seed=1)
 
 

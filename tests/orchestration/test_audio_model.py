@@ -33,9 +33,6 @@ from model.predictor import AudioClassifier
 from orchestration.audio_model import log_audio_model
 from orchestration.registry import CHAMPION, register
 
-# Module-scoped fixtures: under `pytest -n 2 --dist loadgroup` this module runs in one worker.
-pytestmark = pytest.mark.xdist_group("test_audio_model")
-
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 CONFIG = FeatureConfig()
 TOLERANCE = 1e-5  # same features, same network: float32 rounding only

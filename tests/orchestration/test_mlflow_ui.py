@@ -28,8 +28,7 @@ EXPERIMENT, SWEEP = "ui-sweep", "ui"
 ARGS = ["--folds", "1,2", "--epochs", "1", "--no-refit", "--search-space", '{"learning_rate": [1e-3, 3e-3]}',
         "--set", "train.filters=[8,8,16,16]", "--set", "features.frames=44", "--set", "train.batch_size=32"]
 
-# Module-scoped fixtures: under `pytest -n 2 --dist loadgroup` this module runs in one worker.
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("test_mlflow_ui")]
+pytestmark = pytest.mark.slow
 
 
 def _first(paths: tuple[str, ...]) -> str | None:

@@ -25,9 +25,6 @@ from orchestration.results import verdict
 from orchestration.sweep_runner import _sweep_report
 from orchestration.tracking import TAG_HARDWARE, SweepTracker
 
-# Module-scoped fixtures: under `pytest -n 2 --dist loadgroup` this module runs in one worker.
-pytestmark = pytest.mark.xdist_group("test_report")
-
 FOLDS = (1, 2)
 CPU = {"cpu_model": "AMD EPYC 7B13", "cpus_per_worker": 2, "gpu_model": "", "gpus_per_worker": 0, "workers": 1}
 GPU = {"cpu_model": "Intel Xeon", "cpus_per_worker": 4, "gpu_model": "Tesla T4", "gpus_per_worker": 1, "workers": 1}

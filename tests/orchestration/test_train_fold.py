@@ -20,8 +20,7 @@ from model.data import Normaliser, apply_normaliser, as_model_input
 from model.train_loop import ENV_FAIL_AT_EPOCH, ENV_FAIL_MARKER
 from orchestration.train_fold import RunSettings, WorkerResources, train_fold
 
-# Module-scoped fixtures: under `pytest -n 2 --dist loadgroup` this module runs in one worker.
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("test_train_fold")]
+pytestmark = pytest.mark.slow
 
 # The recorder below runs in the Train controller actor, which cannot import this test
 # module by name: ship it by value.

@@ -32,8 +32,7 @@ import pytest
 from benchmarks.fault_determinism import freeze_mid_training, trial_rows
 from model.train_loop import FINAL_KEY
 
-# Module-scoped fixtures: under `pytest -n 2 --dist loadgroup` this module runs in one worker.
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("test_trial_faults")]
+pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 EPOCHS = 20  # cheap epochs (1-s clips, a small network): room to kill mid-training
