@@ -50,6 +50,7 @@ import dataclasses
 import json
 import math
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -147,6 +148,7 @@ def run_plain(arrays: dict[str, np.ndarray], config: TrainConfig, cpus: int) -> 
     return MethodResult(
         name=f"plain tf_keras fit ({device})",
         epoch_rates=tuple(usable / s for s in timer.train_seconds),
+        epoch_cores=tuple(timer.cores),
         warmup=0,  # set by the caller
         wall_seconds=time.perf_counter() - start,
         samples_per_epoch=usable,
@@ -163,11 +165,13 @@ def _set_tf_threads(tf, cpus: int) -> tuple[int, int]:
 
 
 class _TrainPhaseTimer:
-    """Seconds from each epoch's start to its validation start (the loop's rule)."""
+    """Seconds from each epoch's start to its validation start (the loop's rule), and the
+    process's CPU seconds per second over the same span (``cores``, as the loop records it)."""
 
     def __init__(self) -> None:
         self.train_seconds: list[float] = []
-        self._start = 0.0
+        self.cores: list[float] = []
+        self._start = self._cpu = 0.0
         self._pending = False
 
     def callback(self, keras):
@@ -176,11 +180,13 @@ class _TrainPhaseTimer:
         )
 
     def _begin(self, epoch, logs=None) -> None:
-        self._start, self._pending = time.perf_counter(), True
+        self._start, self._cpu, self._pending = time.perf_counter(), time.process_time(), True
 
     def _test(self, logs=None) -> None:
         if self._pending:
-            self.train_seconds.append(time.perf_counter() - self._start)
+            seconds = time.perf_counter() - self._start
+            self.train_seconds.append(seconds)
+            self.cores.append((time.process_time() - self._cpu) / seconds if seconds > 0 else 0.0)
             self._pending = False
 
     def _end(self, epoch, logs=None) -> None:
@@ -209,6 +215,7 @@ class Options:
     lr_scaling: str = "none"
     in_trial: bool = True
     micro: bool = True
+    repeats: int = 1
     seed: int = 0
     frames: int = FRAMES
 
@@ -220,36 +227,48 @@ class Options:
 
 
 def run(options: Options) -> dict[str, object]:
-    import ray
-
+    """Every row once per ``--repeats`` run, in order; each run's plain fit without Ray running."""
     from benchmarks.conv_micro import run_in_subprocess
     from benchmarks.machine import peak_gflops
-    from benchmarks.training_ray import ray_session, run_in_trial, run_train
 
     cpus = len(os.sched_getaffinity(0))
     config = options.train_config()
     featureset = make_bench_featureset(options.samples, options.seed, options.frames)
     arrays = prepare_arrays(featureset, config)
-    train_rows = len(arrays["y_train"])
     load_before = os.getloadavg()
-    results = [run_plain(arrays, config, cpus).with_warmup(options.warmup)]
-    micro = None
-    if options.micro:
-        micro = run_in_subprocess(arrays["x_train"].shape[1:], options.batch_size, cpus,
-                                  steps=5 if options.samples < 256 else 20)
+    runs, micro = [], None
+    for index in range(options.repeats):
+        if options.repeats > 1:
+            print(f"run {index + 1} of {options.repeats}", flush=True)
+        rows = [run_plain(arrays, config, cpus).with_warmup(options.warmup)]
+        if options.micro and index == 0:
+            micro = run_in_subprocess(arrays["x_train"].shape[1:], options.batch_size, cpus,
+                                      steps=5 if options.samples < 256 else 20)
+        rows += _ray_rows(options, featureset, config, cpus, len(arrays["y_train"]))
+        runs.append(rows if options.repeats == 1 else [r.renamed(f"{r.name} #{index + 1}") for r in rows])
+    return {"runs": runs, "results": [r for rows in runs for r in rows], "cpus": cpus, "options": options,
+            "micro": micro, "peak": peak_gflops(cpus), "load_before": load_before, "load_after": os.getloadavg(),
+            "split": {k[2:]: len(v) for k, v in arrays.items() if k.startswith("y_")}}
+
+
+def _ray_rows(options: Options, featureset: FeatureSet, config: TrainConfig, cpus: int,
+              train_rows: int) -> list[MethodResult]:
+    import ray
+
+    from benchmarks.training_ray import ray_session, run_in_trial, run_train
+
+    rows = []
     with ray_session(cpus, options.nodes) as info, tempfile.TemporaryDirectory(prefix="us8k_bench_") as storage:
         features_ref = ray.put(featureset)
         if options.in_trial and options.nodes == 1:
             row = run_in_trial(features_ref, config, info["cpus_per_node"], options.gpus_per_worker, train_rows, storage)
-            results.append(row.with_warmup(options.warmup))
+            rows.append(row.with_warmup(options.warmup))
         for n in options.workers:
             per_worker = _cpus_per_worker(options, n, cpus, info)
             row = run_train(features_ref, config, n, per_worker, options.gpus_per_worker, train_rows, storage,
                             options.nodes)
-            results.append(row.with_warmup(options.warmup))
-    return {"results": results, "cpus": cpus, "options": options, "micro": micro,
-            "peak": peak_gflops(cpus), "split": {k[2:]: len(v) for k, v in arrays.items() if k.startswith("y_")},
-            "load_before": load_before, "load_after": os.getloadavg()}
+            rows.append(row.with_warmup(options.warmup))
+    return rows
 
 
 def _cpus_per_worker(options: Options, workers: int, cpus: int, info: dict) -> int:
@@ -269,27 +288,32 @@ def _cpus_per_worker(options: Options, workers: int, cpus: int, info: dict) -> i
 def format_report(report: dict[str, object]) -> str:
     from benchmarks.limits import limit_lines, scaling_lines
 
+    runs: list[list[MethodResult]] = report["runs"]
     results: list[MethodResult] = report["results"]
     options: Options = report["options"]
-    plain = results[0].samples_per_second
     split = report["split"]
     lines = [
         f"Reference CNN, 40x{options.frames}x1 inputs, batch {options.batch_size} per worker; "
         f"{options.epochs} timed epoch(s) after {options.warmup} warm-up epoch(s); mixed precision "
-        f"{options.mixed_precision}, XLA {'on (op determinism off)' if options.jit_compile else 'off'}.",
+        f"{options.mixed_precision}, XLA {'on (op determinism off)' if options.jit_compile else 'off'}"
+        f"{f'; {len(runs)} runs, rows numbered #run' if len(runs) > 1 else ''}.",
         f"Clips: train {split['train']}, validation {split['val']}, test {split['test']}; "
         f"{report['cpus']} CPUs; load average before {_load(report['load_before'])}, "
         f"after {_load(report['load_after'])}.",
         "",
-        f"{'method':<44} {'samples/s':>10} {'vs plain':>9} {'wall s':>8} {'s/epoch@7000':>13}",
+        f"{'method':<44} {'samples/s':>10} {'vs plain':>9} {'cores':>6} {'per core':>9} {'wall s':>8} "
+        f"{'s/epoch@7000':>13}",
     ]
-    for r in results:
-        ratio = r.samples_per_second / plain if plain > 0 else 0.0
-        per_epoch = DEMO_EPOCH_CLIPS / r.samples_per_second if r.samples_per_second > 0 else 0.0
-        lines.append(f"{r.name:<44} {r.samples_per_second:>10.1f} {ratio:>8.2f}x "
-                     f"{r.wall_seconds:>8.1f} {per_epoch:>13.1f}")
-    lines += ["", *_target_lines(results, plain, report["cpus"])]
-    scaling = scaling_lines(results, options.lr_scaling, TrainConfig().learning_rate)
+    for rows in runs:
+        for r in rows:
+            per_epoch = DEMO_EPOCH_CLIPS / r.samples_per_second if r.samples_per_second > 0 else 0.0
+            cores = f"{r.cpu_cores:>6.2f}" if r.cpu_cores else f"{'-':>6}"
+            lines.append(f"{r.name:<44} {r.samples_per_second:>10.1f} {_ratio(r, rows[0]):>9} {cores} "
+                         f"{_ratio(r, rows[0], per_core=True):>9} {r.wall_seconds:>8.1f} {per_epoch:>13.1f}")
+    lines += ["", "cores: the training process's CPU seconds per second of training (all its threads); per core: "
+              "samples per CPU-second against the plain fit's, i.e. how well it used the CPU it got."]
+    lines += ["", *_target_lines(runs, report["cpus"])]
+    scaling = scaling_lines(runs[0], options.lr_scaling, TrainConfig().learning_rate)
     lines += ["", *scaling] if scaling else []
     limit_rows = [(r.name, r.samples_per_second) for r in results]
     lines += ["", *limit_lines(results[0].details.get("flops_per_sample"), report["peak"], report["micro"], limit_rows)]
@@ -297,17 +321,27 @@ def format_report(report: dict[str, object]) -> str:
     return "\n".join(lines)
 
 
-def _target_lines(results: list[MethodResult], plain: float, cpus: int) -> list[str]:
+def _ratio(row: MethodResult, plain: MethodResult, per_core: bool = False) -> str:
+    mine, base = ((row.samples_per_cpu_second, plain.samples_per_cpu_second) if per_core
+                  else (row.samples_per_second, plain.samples_per_second))
+    return f"{mine / base:.2f}x" if mine > 0 and base > 0 else "-"
+
+
+def _target_lines(runs: list[list[MethodResult]], cpus: int) -> list[str]:
     """The >= 0.95x target, for the rows with the plain fit's compute: the in-trial row and a
-    1-worker group holding every CPU (a 1-worker row of fewer CPUs is a scaling baseline)."""
+    1-worker group holding every CPU (a 1-worker row of fewer CPUs is a scaling baseline).
+    Over several runs: each run's ratio to its own plain fit, and their median."""
     lines = []
     for prefix in ("in-trial", f"Ray Train 1 worker x {cpus} CPU"):
-        row = next((r for r in results if r.name.startswith(prefix)), None)
-        if row is None or plain <= 0:
+        ratios = [r.samples_per_second / rows[0].samples_per_second for rows in runs for r in rows
+                  if r.name.startswith(prefix) and rows[0].samples_per_second > 0]
+        if not ratios:
             continue
-        ratio = row.samples_per_second / plain
+        name = next(r.name for r in runs[0] if r.name.startswith(prefix)).split(" #")[0]
+        ratio = statistics.median(ratios)
         verdict = "met" if ratio >= TARGET_RATIO else "NOT met"
-        lines.append(f"target: {row.name} >= {TARGET_RATIO}x plain: {verdict} ({ratio:.2f}x)")
+        spread = f"; median of {len(ratios)} runs: {' '.join(f'{x:.2f}' for x in ratios)}" if len(ratios) > 1 else ""
+        lines.append(f"target: {name} >= {TARGET_RATIO}x plain: {verdict} ({ratio:.2f}x{spread})")
     return lines or [f"target: Ray (1 worker, {cpus} CPU) >= {TARGET_RATIO}x plain: not measured (no row with "
                      "the plain fit's CPUs)"]
 
@@ -335,7 +369,7 @@ def to_json(report: dict[str, object]) -> dict[str, object]:
     """The figures as JSON (``--json``; read by ``benchmarks/gpu_table.py``)."""
     rows = [{"name": r.name, "samples_per_second": r.samples_per_second, "epoch_rates": list(r.epoch_rates),
              "warmup": r.warmup, "wall_seconds": r.wall_seconds, "workers": r.workers,
-             "global_batch": r.global_batch} for r in report["results"]]
+             "global_batch": r.global_batch, "cpu_cores": r.cpu_cores} for r in report["results"]]
     return {"rows": rows, "options": dataclasses.asdict(report["options"]), "micro": report["micro"],
             "peak": report["peak"], "cpus": report["cpus"]}
 
@@ -359,6 +393,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr-scaling", choices=LR_SCALINGS, default="none")
     p.add_argument("--no-in-trial", action="store_true", help="skip the in-trial row")
     p.add_argument("--no-micro", action="store_true", help="skip the conv micro-benchmark")
+    p.add_argument("--repeats", type=positive_int, default=1,
+                   help="run every row N times, alternating (plain, Ray rows, plain, ...): ratios per run and "
+                        "their median (default 1)")
     p.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--smoke-test", action="store_true", help="tiny run for the test suite")
@@ -384,7 +421,7 @@ def options_from(args: argparse.Namespace, parser: argparse.ArgumentParser) -> O
     return Options(workers=workers, cpus_per_worker=args.cpus_per_worker, nodes=args.nodes,
                    gpus_per_worker=args.gpus_per_worker, mixed_precision=args.mixed_precision,
                    jit_compile=args.jit_compile, lr_scaling=args.lr_scaling, in_trial=not args.no_in_trial, micro=not args.no_micro,
-                   seed=args.seed, **merged)
+                   repeats=args.repeats, seed=args.seed, **merged)
 
 
 def main(argv: list[str] | None = None) -> int:

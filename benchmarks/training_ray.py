@@ -136,6 +136,7 @@ def _from_report(name: str, checkpoint, wall: float, global_batch: int, train_ro
     return MethodResult(
         name=name,
         epoch_rates=tuple(h["samples_per_second"] for h in report["history"]),
+        epoch_cores=tuple(h.get("train_cpu_cores", 0.0) for h in report["history"]),
         warmup=0,
         wall_seconds=wall,
         samples_per_epoch=train_rows // global_batch * global_batch,

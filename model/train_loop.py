@@ -10,7 +10,8 @@ best-epoch weights.
 
 Reports: every worker calls ``ray.train.report`` once per epoch (V2 treats it as a barrier)
 with rank 0's numbers (broadcast), and only rank 0 attaches checkpoints; Ray keeps rank 0's
-metrics. Per epoch: ``EPOCH_METRIC_KEYS``. The final report repeats those keys with the
+metrics. Per epoch: ``EPOCH_METRIC_KEYS`` and ``train_cpu_cores`` (the worker process's CPU
+seconds per training-phase second: how much of its CPUs it got). The final report repeats those keys with the
 *best* epoch's values (epoch = epochs trained) and adds ``FINAL_KEY`` = 1, test_loss,
 test_accuracy, test_macro_f1/precision/recall, epochs_trained, resumes (attempts that
 resumed from a checkpoint), loop_seconds and seconds_per_epoch (mean over the epochs trained);
@@ -338,6 +339,8 @@ class _EpochReporter:
         self.samples_per_epoch = samples_per_epoch
         self._epoch_start = 0.0
         self._train_seconds = 0.0
+        self._cpu_start = 0.0
+        self._train_cpu = 0.0
 
     def as_callback(self, keras):
         return keras.callbacks.LambdaCallback(
@@ -346,22 +349,26 @@ class _EpochReporter:
 
     def on_epoch_begin(self, epoch: int, logs=None) -> None:
         _maybe_fail(epoch + 1, self.attempt.rank)
-        self._epoch_start = time.perf_counter()
+        self._epoch_start, self._cpu_start = time.perf_counter(), time.process_time()
         self._train_seconds = 0.0
 
     def on_test_begin(self, logs=None) -> None:
         # Keras runs validation inside fit(); time until here is the training phase.
         self._train_seconds = time.perf_counter() - self._epoch_start
+        self._train_cpu = time.process_time() - self._cpu_start
 
     def on_epoch_end(self, epoch: int, logs=None) -> None:
         logs = dict(logs or {})
         elapsed = time.perf_counter() - self._epoch_start
         train_seconds = self._train_seconds or elapsed
+        train_cpu = self._train_cpu if self._train_seconds else time.process_time() - self._cpu_start
         local = {key: float(logs[key]) for key in ("loss", "accuracy", "val_loss", "val_accuracy")}
         local.update(
             epoch=epoch + 1,
             epoch_seconds=elapsed,
             samples_per_second=self.samples_per_epoch / train_seconds if train_seconds > 0 else 0.0,
+            # CPU seconds of this worker's process (all its threads) per second of training phase.
+            train_cpu_cores=train_cpu / train_seconds if train_seconds > 0 else 0.0,
         )
         metrics = self.attempt.session.broadcast(local)
         state, config = self.attempt.state, self.attempt.config
