@@ -2,8 +2,8 @@
 
 One factor at a time against a plain tf_keras fit, every row in a fresh Python process (thread
 pools, op determinism and oneDNN are fixed when TensorFlow loads, so no row may inherit another
-row's). Runtime, estimated from the arithmetic (21 rows x (4 epochs x ~1,500 clips / rate + ~10 s
-of start-up)): ~50 minutes on 2 idle cores where the plain fit runs 47 samples/s, ~12 at 325.
+row's). Runtime, estimated from the arithmetic (23 rows x (4 epochs x ~1,500 clips / rate + ~10 s
+of start-up)): ~55 minutes on 2 idle cores where the plain fit runs 47 samples/s, ~12 at 325.
 
 Every row trains the reference CNN from the same seed on the same clips (``--samples``, the
 train loop's own split and normalisation, handed to the row's process in an .npz file) and
@@ -63,6 +63,8 @@ class RowSpec:
     checkpoints: bool = False  # the loop's checkpoint write (weights, optimizer, best) every epoch
     jit_compile: bool = False
     ray_running: bool = False  # a local Ray (GCS, raylet, their threads) idles beside the fit
+    in_ray_actor: bool = False  # the fit inside a bare Ray actor holding `cpus` CPUs
+    idle_actors: int = 0  # with in_ray_actor: this many idle Ray actors (num_cpus=0) beside it
     kind: str = "fit"  # or "micro": benchmarks.conv_micro
 
     def replace(self, **changes: Any) -> RowSpec:
@@ -110,6 +112,11 @@ def factor_table(cpus: int, batch_size: int) -> tuple[Factor, ...]:
         *(Factor(f"batch-{b}", f"batch {b}", {"batch_size": b}) for b in (32, 64, 128) if b != batch_size),
         Factor("ray-idle", f"a local Ray (ray.init(num_cpus={cpus})) running idle beside the fit: what Ray's "
                            "own processes take from the machine", {"ray_running": True}),
+        Factor("ray-actor", f"the fit inside a bare Ray actor (num_cpus={cpus}): Ray's own processes beside it, "
+                            "the fit in a Ray worker process (nice 15, Ray's core-worker threads)", {"in_ray_actor": True}),
+        Factor("ray-actor-idle5", "as ray-actor, with 5 idle actors beside it: as many Ray processes as a 1-worker "
+                                  "Ray Train run adds (controller, placement-group cleaner, synchronisation actor, "
+                                  "dataset manager, autoscaling coordinator)", {"in_ray_actor": True, "idle_actors": 5}),
         Factor("xla", "XLA: model.compile(jit_compile=True), with op determinism off as XLA needs (compare "
                       "with no-determinism; tensorflow/tensorflow#69417)", {"jit_compile": True, "deterministic": False}),
         Factor("onednn-off", "TF_ENABLE_ONEDNN_OPTS=0 (oneDNN is on by default on x86)", env=onednn_env("off")),
@@ -170,6 +177,8 @@ def _run_row_process(factor: Factor, spec: RowSpec, arrays_path: Path, warmup: i
 
 def run_row(spec: RowSpec, arrays: Mapping[str, np.ndarray]) -> dict[str, Any]:
     """One row, in this (fresh) process."""
+    if spec.in_ray_actor:
+        return _run_in_ray_actor(spec, arrays)
     if spec.kind == "micro":
         from benchmarks.conv_micro import run_micro
 
@@ -192,16 +201,51 @@ def run_row(spec: RowSpec, arrays: Mapping[str, np.ndarray]) -> dict[str, Any]:
     started = time.perf_counter()
     with _ray_beside(spec):
         _fit(tf, model, arrays, spec, steps, callbacks)
+        returned = time.perf_counter()
     timer.close()
     usable = steps * spec.batch_size
     return {
         "epoch_rates": [usable / s for s in timer.train_seconds],
         "epoch_seconds": timer.epoch_seconds,
+        "epoch_cores": timer.cores,
         "samples_per_epoch": usable,
         "fit_seconds": time.perf_counter() - started,
+        # From the end of training to fit()'s return: idle waiting in TensorFlow's teardown.
+        "fit_teardown_s": returned - timer.ended_at if timer.ended_at else 0.0,
         "flops_per_sample": flops,
         "runtime": runtime.describe(tf, kind),
     }
+
+
+def _run_in_ray_actor(spec: RowSpec, arrays: Mapping[str, np.ndarray]) -> dict[str, Any]:
+    """The same row inside a Ray actor holding ``spec.cpus`` CPUs, ``spec.idle_actors`` idle
+    actors beside it (each a Ray worker process, as Train's controller and helpers are)."""
+    import ray
+
+    # By module name (not __main__, which a row process is): Ray then imports these classes in
+    # its workers instead of pickling this module's globals.
+    from benchmarks import factors
+
+    ray.init(num_cpus=spec.cpus, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    try:
+        idle = [ray.remote(num_cpus=0)(factors._IdleActor).remote() for _ in range(spec.idle_actors)]
+        ray.get([actor.ready.remote() for actor in idle])
+        fitter = ray.remote(num_cpus=spec.cpus)(factors._RowActor).remote()
+        inner = spec.replace(in_ray_actor=False, idle_actors=0)
+        return ray.get(fitter.run.remote(dataclasses.asdict(inner), dict(arrays)))
+    finally:
+        ray.shutdown()
+
+
+class _RowActor:
+    def run(self, spec: dict[str, Any], arrays: dict[str, np.ndarray]) -> dict[str, Any]:
+        os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+        return run_row(RowSpec(**spec), arrays)
+
+
+class _IdleActor:
+    def ready(self) -> bool:
+        return True
 
 
 @contextlib.contextmanager
@@ -285,40 +329,49 @@ def _checkpoint_callback(keras, model):
 
 class EpochTimer:
     """Training-phase seconds per epoch (epoch start -> validation start, the loop's rule) and
-    whole-epoch seconds (epoch start -> next epoch's start, or the end of fit)."""
+    whole-epoch seconds (epoch start -> next epoch's start, or the end of fit), and the process's
+    CPU seconds per training-phase second (``cores``)."""
 
     def __init__(self) -> None:
         self.train_seconds: list[float] = []
         self.epoch_seconds: list[float] = []
+        self.cores: list[float] = []
         self._start: float | None = None
+        self._cpu = 0.0
+        self.ended_at = 0.0
         self._pending = False
 
     def callback(self, keras):
         return keras.callbacks.LambdaCallback(on_epoch_begin=self._begin, on_test_begin=self._test,
-                                              on_epoch_end=lambda epoch, logs=None: self._test())
+                                              on_epoch_end=lambda epoch, logs=None: self._test(),
+                                              on_train_end=lambda logs=None: self.close())
 
     def _begin(self, epoch, logs=None) -> None:
         now = time.perf_counter()
         if self._start is not None:
             self.epoch_seconds.append(now - self._start)
-        self._start, self._pending = now, True
+        self._start, self._cpu, self._pending = now, time.process_time(), True
 
     def _test(self, logs=None) -> None:
         if self._pending:
-            self.train_seconds.append(time.perf_counter() - self._start)
+            seconds = time.perf_counter() - self._start
+            self.train_seconds.append(seconds)
+            self.cores.append((time.process_time() - self._cpu) / seconds if seconds > 0 else 0.0)
             self._pending = False
 
     def close(self) -> None:
-        """At the end of fit: the last epoch's whole seconds."""
+        """At the end of training (``on_train_end``): the last epoch's whole seconds. Not when
+        fit() returns: a fit on numpy arrays returns seconds later, idle (``fit_teardown_s``)."""
         if self._start is not None:
-            self.epoch_seconds.append(time.perf_counter() - self._start)
+            self.ended_at = time.perf_counter()
+            self.epoch_seconds.append(self.ended_at - self._start)
             self._start = None
 
 
 # --------------------------------------------------------------------------- report
 
 
-SMOKE_FACTORS = ("mwms-pipeline-debug", "micro")
+SMOKE_FACTORS = ("mwms-pipeline-debug", "ray-actor-idle5", "micro")
 
 
 def steady(row: Mapping[str, Any]) -> tuple[float, float]:
@@ -332,6 +385,13 @@ def steady(row: Mapping[str, Any]) -> tuple[float, float]:
     return rate, (sum(seconds) / len(seconds) if seconds else float("nan"))
 
 
+def steady_cores(row: Mapping[str, Any]) -> float:
+    """Mean CPU cores the row's training process used over the epochs after the warm-up (nan: not measured)."""
+    cores = row.get("epoch_cores") or []
+    cores = cores[row.get("warmup", 0):] or cores
+    return sum(cores) / len(cores) if cores else float("nan")
+
+
 def format_factors(rows: Sequence[Mapping[str, Any]], peak: Mapping[str, Any], header: str) -> str:
     from benchmarks.limits import gflops, peak_line
 
@@ -340,33 +400,36 @@ def format_factors(rows: Sequence[Mapping[str, Any]], peak: Mapping[str, Any], h
     base_rate = sum(p[0] for p in plains) / len(plains) if plains else 0.0
     base_epoch = sum(p[1] for p in plains) / len(plains) if plains else float("nan")
     flops = next((r["flops_per_sample"] for r in good if "flops_per_sample" in r), None)
-    lines = [header, "", f"| {'row':<24} | {'samples/s':>9} | {'vs plain':>8} | {'epoch s':>7} | {'vs plain':>8} | "
-             f"{'GFLOP/s':>7} | {'% peak':>6} | what |", f"|{'-' * 26}|{'-' * 10}:|{'-' * 9}:|{'-' * 8}:|{'-' * 9}:|"
-             f"{'-' * 8}:|{'-' * 7}:|------|"]
+    lines = [header, "", f"| {'row':<24} | {'samples/s':>9} | {'vs plain':>8} | {'cores':>5} | {'epoch s':>7} | "
+             f"{'vs plain':>8} | {'GFLOP/s':>7} | {'% peak':>6} | what |",
+             f"|{'-' * 26}|{'-' * 10}:|{'-' * 9}:|{'-' * 6}:|{'-' * 8}:|{'-' * 9}:|{'-' * 8}:|{'-' * 7}:|------|"]
     for r in rows:
         if "error" in r:
-            lines.append(f"| {r['name']:<24} | {'failed':>9} | {'-':>8} | {'-':>7} | {'-':>8} | {'-':>7} | {'-':>6} | "
+            lines.append(f"| {r['name']:<24} | {'failed':>9} | {'-':>8} | {'-':>5} | {'-':>7} | {'-':>8} | {'-':>7} | {'-':>6} | "
                          f"{r['error']} |")
             continue
         rate, epoch = steady(r)
         achieved = r["gflops"] if r.get("kind") == "micro" else gflops(rate, r["flops_per_sample"])
         lines.append(
-            f"| {r['name']:<24} | {rate:>9.1f} | {_ratio(rate, base_rate):>8} | {_num(epoch):>7} | "
+            f"| {r['name']:<24} | {rate:>9.1f} | {_ratio(rate, base_rate):>8} | {_num(steady_cores(r)):>5} | {_num(epoch):>7} | "
             f"{_ratio(base_epoch, epoch):>8} | {achieved:>7.1f} | {100 * achieved / peak['gflops'] if peak['gflops'] else 0:>5.0f}% | "
             f"{r['what']} |")
     lines += ["", "vs plain: samples/s over the mean of the two plain rows; for epoch s, plain's over the row's "
-              "(> 1 = faster). epoch s: a whole epoch, validation and epoch-end callbacks included."]
+              "(> 1 = faster). epoch s: a whole epoch, validation and epoch-end callbacks included. cores: the "
+              "training process's CPU seconds per second of training (all its threads)."]
     if len(plains) == 2 and plains[0][0] > 0:
         lines.append(f"plain first {plains[0][0]:.1f}, last {plains[1][0]:.1f} samples/s: the machine drifted "
                      f"{100 * abs(plains[1][0] - plains[0][0]) / plains[0][0]:.1f}% during the run")
     if flops:
         lines.append(f"training FLOPs per sample: {flops / 1e6:.1f} M (model/flops.py); micro: convolutions only")
-    lines += [peak_line(peak), "", "runtime per row (threads intra/inter, strategy, determinism, OMP_NUM_THREADS, oneDNN):"]
+    lines += [peak_line(peak), "", "runtime per row (threads intra/inter, strategy, determinism, OMP_NUM_THREADS, "
+                                   "oneDNN; fit teardown: end of training to fit()'s return, idle):"]
     for r in good:
         rt = r.get("runtime") or {}
+        teardown = f", fit teardown {r['fit_teardown_s']:.1f} s" if "fit_teardown_s" in r else ""
         lines.append(f"  {r['name']}: {rt.get('intra_op_threads')}/{rt.get('inter_op_threads')}, {rt.get('strategy')}, "
                      f"determinism {rt.get('op_determinism')}, OMP {rt.get('omp_num_threads')}, "
-                     f"oneDNN {rt.get('onednn_env')}")
+                     f"oneDNN {rt.get('onednn_env')}{teardown}")
     return "\n".join(lines)
 
 

@@ -147,7 +147,7 @@ def test_factor_table_changes_one_thing_per_row_and_the_report_divides_by_the_pl
         {"name": "plain", "what": "b", "warmup": 1, "epoch_rates": [1.0, 90.0], "epoch_seconds": [9.0, 2.0],
          "flops_per_sample": 1_000_000_000, "runtime": {"strategy": "default"}},
         {"name": "xla", "what": "x", "warmup": 1, "epoch_rates": [1.0, 200.0], "epoch_seconds": [9.0, 1.0],
-         "flops_per_sample": 1_000_000_000},
+         "epoch_cores": [1.0, 1.5], "flops_per_sample": 1_000_000_000},
         {"name": "micro", "what": "m", "warmup": 1, "kind": "micro", "samples_per_second": 300.0, "gflops": 60.0},
         {"name": "broken", "what": "?", "warmup": 1, "error": "row process exited 1: boom"},
         {"name": "plain (again)", "what": "b", "warmup": 1, "epoch_rates": [1.0, 110.0], "epoch_seconds": [9.0, 2.0],
@@ -161,7 +161,10 @@ def test_factor_table_changes_one_thing_per_row_and_the_report_divides_by_the_pl
     assert found["broken"]["rate"] == "failed" and "boom" in out
     assert "drifted 22.2%" in out  # |110 - 90| / 90
     cells = [c.strip() for c in next(line for line in out.splitlines() if line.startswith("| xla")).split("|")]
-    assert cells[4:8] == ["1.00", "2.00x", "200.0", "200%"]  # epoch s, its ratio, GFLOP/s, % of the 100 peak
+    # cores after the warm-up, epoch s, its ratio, GFLOP/s, % of the 100 peak
+    assert cells[4:9] == ["1.50", "1.00", "2.00x", "200.0", "200%"]
+    plain = [c.strip() for c in next(line for line in out.splitlines() if line.startswith("| plain ")).split("|")]
+    assert plain[4] == "-"  # cores not measured
 
 
 
@@ -200,9 +203,14 @@ def test_factors_smoke_runs_each_row_in_its_own_process(capsys):
     out = capsys.readouterr().out
     assert code == 0, out
     rows = {m["name"]: m for m in (FACTOR_ROW.match(line) for line in out.splitlines()) if m}
-    assert list(rows) == ["plain", "mwms-pipeline-debug", "micro", "plain (again)"], out
+    assert list(rows) == ["plain", "mwms-pipeline-debug", "ray-actor-idle5", "micro", "plain (again)"], out
     for name, m in rows.items():
         assert float(m["rate"]) > 0 and float(m["ratio"].rstrip("x")) > 0, name
+    # The fit rows measured their process's CPU; ray-actor-idle5's ran in a Ray actor (OMP set by Ray).
+    cores = {line.split("|")[1].strip(): line.split("|")[4].strip() for line in out.splitlines()
+             if line.startswith("| ") and "|" in line[2:]}
+    assert all(0.05 < float(cores[name]) <= 2.2 for name in ("plain", "mwms-pipeline-debug", "ray-actor-idle5")), cores
+    assert "  ray-actor-idle5: 2/2, default, determinism True, OMP 2," in out
     assert "  plain: 2/2, default," in out and "  mwms-pipeline-debug: 2/2, multi_worker_mirrored," in out
     assert not math.isnan(float(rows["micro"]["rate"]))
     assert "training FLOPs per sample: 163.8 M" in out and re.search(r"^peak: 2 core\(s\)", out, re.M)
