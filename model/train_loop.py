@@ -57,30 +57,11 @@ ENV_FAIL_MARKER = "US8K_FAIL_MARKER"
 ENV_FAIL_RANK = "US8K_FAIL_RANK"
 
 FINAL_KEY = "final"  # set to 1 on a run's final report
-EPOCH_METRIC_KEYS = (
-    "epoch",
-    "loss",
-    "accuracy",
-    "val_loss",
-    "val_accuracy",
-    "epoch_seconds",
-    "samples_per_second",
-    "best_epoch",
-    "best_val_loss",
-)
-FINAL_METRIC_KEYS = (
-    "test_accuracy",
-    "test_loss",
-    "test_macro_f1",
-    "test_macro_precision",
-    "test_macro_recall",
-    "best_epoch",
-    "best_val_loss",
-    "epochs_trained",
-    "resumes",
-    "loop_seconds",
-    "seconds_per_epoch",
-)
+EPOCH_METRIC_KEYS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "epoch_seconds",
+    "samples_per_second", "best_epoch", "best_val_loss")
+FINAL_METRIC_KEYS = ("test_accuracy", "test_loss", "test_macro_f1", "test_macro_precision",
+    "test_macro_recall", "best_epoch", "best_val_loss", "epochs_trained", "resumes",
+    "loop_seconds", "seconds_per_epoch")
 
 
 @dataclass(frozen=True)

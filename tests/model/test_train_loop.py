@@ -3,6 +3,7 @@ group): its settings, its tf.data pipelines, and a whole fold's reports and fina
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -90,6 +91,8 @@ def test_a_local_mode_fold_reports_every_epoch_then_the_final_metrics(ray_local)
     finally:
         shutil.rmtree(directory, ignore_errors=True)
     assert [h["epoch"] for h in report["history"]] == [1, 2, 3]
+    # The training process's CPU per second of training: positive, at most this machine's cores.
+    assert all(0 < h["train_cpu_cores"] <= len(os.sched_getaffinity(0)) + 0.2 for h in report["history"])
     # One worker: the default strategy, op determinism on (TrainConfig's default).
     assert report["runtime"]["strategy"] == "default" and report["runtime"]["op_determinism"] is True
     best = report["history"][report["best_epoch"] - 1]
