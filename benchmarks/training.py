@@ -1,7 +1,7 @@
 """python -m benchmarks.training [--epochs 3] [--warmup 1] [--samples 1536] [--batch-size 128]
        [--workers 1 2] [--cpus-per-worker C] [--nodes N] [--gpus-per-worker G]
        [--mixed-precision auto|on|off] [--jit-compile] [--lr-scaling none|linear] [--json PATH]
-       [--no-in-trial] [--no-micro]
+       [--no-in-trial] [--no-micro] [--repeats N]
        python -m benchmarks.training --factors [NAME ...]         (one factor at a time; benchmarks/factors.py)
        python -m benchmarks.training --augmentation [SETTING ...] (augmentation rows; benchmarks/augment_training.py)
        any of them with --smoke-test: a tiny run for the test suite (~1 minute)
@@ -29,7 +29,12 @@ Measures, in one run, on the same features, split, model and epochs:
 
 samples/s is the training phase only (epoch start to the start of validation, the rule the
 train loop uses for its ``samples_per_second``), over the epochs after ``--warmup``: total
-samples / total seconds. wall s is end to end (for plain: model build, fit, test evaluation;
+samples / total seconds. cores is the training process's CPU seconds (all its threads) per
+second of that phase (the loop's ``train_cpu_cores``), and per core the samples per CPU-second
+against the plain fit's: a row slower than plain at per core ~1.00x got less CPU, not used it
+worse. ``--repeats N`` runs every row N times, alternating (plain, Ray rows, plain, ...), each
+run's plain fit without Ray running; the target line takes each run's ratio to its own plain fit
+and their median (single runs on a small VM swing by several percent). wall s is end to end (for plain: model build, fit, test evaluation;
 for Ray rows the whole call: start-up, fit, final evaluation and checkpoint). Ray is started
 after the plain run and is not in any wall time. Then the limit: the network's training FLOPs
 per sample (``model/flops.py``), each row's GFLOP/s against the machine's peak (cores x clock
