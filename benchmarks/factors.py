@@ -329,8 +329,8 @@ def _checkpoint_callback(keras, model):
 
 class EpochTimer:
     """Training-phase seconds per epoch (epoch start -> validation start, the loop's rule) and
-    whole-epoch seconds (epoch start -> next epoch's start, or the end of fit), and the process's
-    CPU seconds per training-phase second (``cores``)."""
+    whole-epoch seconds (epoch start -> next epoch's start, or ``on_train_end`` for the last),
+    and the process's CPU seconds per training-phase second (``cores``)."""
 
     def __init__(self) -> None:
         self.train_seconds: list[float] = []

@@ -34,9 +34,11 @@ second of that phase (the loop's ``train_cpu_cores``), and per core the samples 
 against the plain fit's: a row slower than plain at per core ~1.00x got less CPU, not used it
 worse. ``--repeats N`` runs every row N times, alternating (plain, Ray rows, plain, ...), each
 run's plain fit without Ray running; the target line takes each run's ratio to its own plain fit
-and their median (single runs on a small VM swing by several percent). wall s is end to end (for plain: model build, fit, test evaluation;
-for Ray rows the whole call: start-up, fit, final evaluation and checkpoint). Ray is started
-after the plain run and is not in any wall time. Then the limit: the network's training FLOPs
+and their median (single runs on a small VM swing by several percent). wall s is end to end
+(for plain: model build, fit, test evaluation, and any idle stall of TensorFlow's at the end of
+fit(), which the loop avoids: model/_tf_compat.py; for Ray rows the whole call: start-up, fit,
+final evaluation and checkpoint). Ray is started after the plain run and is not in any wall
+time. Then the limit: the network's training FLOPs
 per sample (``model/flops.py``), each row's GFLOP/s against the machine's peak (cores x clock
 x FP32 FLOPs per cycle from the CPU flags, ``benchmarks/machine.py``'s ``PEAK_TABLE``) and
 against the micro-benchmark.
