@@ -21,7 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.training import FRAMES, MethodResult, _load, _set_tf_threads, _TrainPhaseTimer
+from benchmarks.training import FRAMES, MethodResult, _load, _set_tf_threads
+from benchmarks.training_result import EpochTimer
 from features.us8k import NUM_CLASSES
 from model.config import TrainConfig
 
@@ -70,7 +71,7 @@ def run_setting(name: str, arrays: dict[str, np.ndarray], config: TrainConfig, c
     val = make_dataset(tf, arrays["x_val"], arrays["y_val"], config.batch_size, **shared)
     model = compile_model(build_network(arrays["x_train"].shape[1:], NUM_CLASSES, config), config,
                           steps_per_epoch=steps)
-    timer = _TrainPhaseTimer()
+    timer = EpochTimer()
     with no_autotune_threads():
         model.fit(train, validation_data=val, epochs=config.epochs, steps_per_epoch=steps,
                   callbacks=[timer.callback(keras)], verbose=0)

@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.training_result import EpochTimer
 from model.runtime import onednn_env, thread_counts
 
 ROW_TIMEOUT_S = 3600.0
@@ -325,47 +326,6 @@ def _checkpoint_callback(keras, model):
             shutil.rmtree(directory, ignore_errors=True)
 
     return keras.callbacks.LambdaCallback(on_epoch_end=write)
-
-
-class EpochTimer:
-    """Training-phase seconds per epoch (epoch start -> validation start, the loop's rule) and
-    whole-epoch seconds (epoch start -> next epoch's start, or ``on_train_end`` for the last),
-    and the process's CPU seconds per training-phase second (``cores``)."""
-
-    def __init__(self) -> None:
-        self.train_seconds: list[float] = []
-        self.epoch_seconds: list[float] = []
-        self.cores: list[float] = []
-        self._start: float | None = None
-        self._cpu = 0.0
-        self.ended_at = 0.0
-        self._pending = False
-
-    def callback(self, keras):
-        return keras.callbacks.LambdaCallback(on_epoch_begin=self._begin, on_test_begin=self._test,
-                                              on_epoch_end=lambda epoch, logs=None: self._test(),
-                                              on_train_end=lambda logs=None: self.close())
-
-    def _begin(self, epoch, logs=None) -> None:
-        now = time.perf_counter()
-        if self._start is not None:
-            self.epoch_seconds.append(now - self._start)
-        self._start, self._cpu, self._pending = now, time.process_time(), True
-
-    def _test(self, logs=None) -> None:
-        if self._pending:
-            seconds = time.perf_counter() - self._start
-            self.train_seconds.append(seconds)
-            self.cores.append((time.process_time() - self._cpu) / seconds if seconds > 0 else 0.0)
-            self._pending = False
-
-    def close(self) -> None:
-        """At the end of training (``on_train_end``): the last epoch's whole seconds. Not when
-        fit() returns: a fit on numpy arrays returns seconds later, idle (``fit_teardown_s``)."""
-        if self._start is not None:
-            self.ended_at = time.perf_counter()
-            self.epoch_seconds.append(self.ended_at - self._start)
-            self._start = None
 
 
 # --------------------------------------------------------------------------- report

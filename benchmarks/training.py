@@ -65,7 +65,7 @@ import time
 import numpy as np
 
 from benchmarks.machine import describe
-from benchmarks.training_result import MethodResult
+from benchmarks.training_result import EpochTimer, MethodResult
 from features.argtypes import positive_int
 from features.featureset import FeatureSet
 from features.us8k import NUM_CLASSES
@@ -146,7 +146,7 @@ def run_plain(arrays: dict[str, np.ndarray], config: TrainConfig, cpus: int) -> 
     network = build_cnn(arrays["x_train"].shape[1:], NUM_CLASSES, config,
                         mixed_precision=config.use_mixed_precision(bool(gpus)))
     model = compile_model(network, config)
-    timer = _TrainPhaseTimer()
+    timer = EpochTimer()
     model.fit(arrays["x_train"][:usable], arrays["y_train"][:usable], batch_size=config.batch_size,
               epochs=config.epochs, validation_data=(arrays["x_val"], arrays["y_val"]), shuffle=True,
               callbacks=[timer.callback(keras)], verbose=0)
@@ -169,35 +169,6 @@ def _set_tf_threads(tf, cpus: int) -> tuple[int, int]:
     from model.runtime import configure_threads, thread_counts
 
     return configure_threads(tf, *thread_counts(cpus))
-
-
-class _TrainPhaseTimer:
-    """Seconds from each epoch's start to its validation start (the loop's rule), and the
-    process's CPU seconds per second over the same span (``cores``, as the loop records it)."""
-
-    def __init__(self) -> None:
-        self.train_seconds: list[float] = []
-        self.cores: list[float] = []
-        self._start = self._cpu = 0.0
-        self._pending = False
-
-    def callback(self, keras):
-        return keras.callbacks.LambdaCallback(
-            on_epoch_begin=self._begin, on_test_begin=self._test, on_epoch_end=self._end
-        )
-
-    def _begin(self, epoch, logs=None) -> None:
-        self._start, self._cpu, self._pending = time.perf_counter(), time.process_time(), True
-
-    def _test(self, logs=None) -> None:
-        if self._pending:
-            seconds = time.perf_counter() - self._start
-            self.train_seconds.append(seconds)
-            self.cores.append((time.process_time() - self._cpu) / seconds if seconds > 0 else 0.0)
-            self._pending = False
-
-    def _end(self, epoch, logs=None) -> None:
-        self._test()  # no validation this epoch
 
 
 def _with_warmup(result: MethodResult, warmup: int) -> MethodResult:
