@@ -31,6 +31,7 @@ from features.augment import AugmentConfig, augment_clip
 from features.cache import default_cache_dir
 from features.config import FeatureConfig
 from features.dataset import load_dataset
+from orchestration.headless_ray import headless_ray_args
 
 # About Salamon & Bello's dozen variants per clip: 4 stretches, 4 pitch shifts, 2 DRC presets,
 # 2 background mixes (another clip of the fold).
@@ -90,7 +91,7 @@ def run(data_dir: Path | None, clips: int, seed: int = 0, smoke: bool = False) -
     print(f"{len(index)} clips x {augment.per_clip} variants from {data_dir}", file=sys.stderr)
     serial_s = _serial(index, config, augment)
     if not ray.is_initialized():
-        ray.init(include_dashboard=False, log_to_driver=False)
+        ray.init(**headless_ray_args(), log_to_driver=False)
     cpus = int(ray.cluster_resources()["CPU"])
     ray_s, failures = _ray(index, config, augment)
     return report(len(index), augment.per_clip, cpus, serial_s, ray_s, failures)

@@ -29,6 +29,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from orchestration.headless_ray import headless_ray_args
+
 ROOT = Path(__file__).resolve().parents[1]
 MAX_LINE = 200
 
@@ -86,7 +88,7 @@ class Env:
         import ray
 
         if not ray.is_initialized():
-            ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+            ray.init(num_cpus=2, **headless_ray_args(), log_to_driver=False, configure_logging=False)
 
     def model(self) -> tuple[str, str]:
         """(tracking URI, model URI) of an untrained audio model, logged in a child process so

@@ -39,6 +39,7 @@ from features.config import FeatureConfig
 from features.dataset import load_dataset
 from features.extract import extract_features
 from features.logmel import extract_clip, reference_features
+from orchestration.headless_ray import headless_ray_args
 
 
 def _median_seconds(fn: Callable[[], object], repeats: int) -> tuple[float, object]:
@@ -103,7 +104,7 @@ def run(data_dir: Path | None, clips: int, seed: int, repeats: int = 3) -> dict:
     ours_serial_s, ours = _time_serial(lambda p: extract_clip(p, config), paths, repeats)
 
     if not ray.is_initialized():
-        ray.init(include_dashboard=False, log_to_driver=False)
+        ray.init(**headless_ray_args(), log_to_driver=False)
     cpus = int(ray.cluster_resources()["CPU"])
     _warm_ray_workers(index, cpus)
     # The run's own clock (ExtractionResult.seconds): the whole pipeline, cache writes included.

@@ -40,6 +40,7 @@ import numpy as np
 
 from benchmarks.training_result import EpochTimer
 from model.runtime import onednn_env, thread_counts
+from orchestration.headless_ray import headless_ray_args
 
 ROW_TIMEOUT_S = 3600.0
 RESULT_PREFIX = "FACTOR_ROW_RESULT "
@@ -227,7 +228,7 @@ def _run_in_ray_actor(spec: RowSpec, arrays: Mapping[str, np.ndarray]) -> dict[s
     # its workers instead of pickling this module's globals.
     from benchmarks import factors
 
-    ray.init(num_cpus=spec.cpus, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    ray.init(num_cpus=spec.cpus, **headless_ray_args(), log_to_driver=False, configure_logging=False)
     try:
         idle = [ray.remote(num_cpus=0)(factors._IdleActor).remote() for _ in range(spec.idle_actors)]
         ray.get([actor.ready.remote() for actor in idle])
@@ -256,7 +257,7 @@ def _ray_beside(spec: RowSpec):
         return
     import ray
 
-    ray.init(num_cpus=spec.cpus, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    ray.init(num_cpus=spec.cpus, **headless_ray_args(), log_to_driver=False, configure_logging=False)
     try:
         time.sleep(2.0)  # let its start-up settle: the row measures it idle
         yield

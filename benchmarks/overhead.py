@@ -51,6 +51,7 @@ from features.argtypes import positive_float, positive_int
 from features.toy import make_toy_featureset
 from model.config import TrainConfig
 from model.train_loop import make_loop_config, train_loop_per_worker
+from orchestration.headless_ray import headless_ray_args
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
@@ -216,7 +217,7 @@ def run(settings: BenchSettings, patterns: Sequence[str] = (STOCK, PROJECT, IN_T
 
     started = not ray.is_initialized()
     if started:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        ray.init(num_cpus=2, **headless_ray_args(), log_to_driver=False, configure_logging=False)
     storage = tempfile.mkdtemp(prefix="us8k-bench-overhead-")
     runners = {STOCK: run_stock, PROJECT: run_project,
                IN_TRIAL: lambda ref, s, path: run_project(ref, s, path, in_trial=True)}

@@ -22,6 +22,7 @@ from typing import Any
 
 from benchmarks.training_result import MethodResult
 from model.config import TrainConfig
+from orchestration.headless_ray import headless_ray_args
 
 TEST_FOLD = 1
 QUIET_TUNE_ENV = "RAY_AIR_NEW_OUTPUT"  # Ray's switch between its new and legacy console output
@@ -36,7 +37,7 @@ def ray_session(cpus: int, nodes: int, gpus: float = 0.0) -> Iterator[dict[str, 
     if nodes == 1:
         started = not ray.is_initialized()
         if started:
-            ray.init(num_cpus=cpus, num_gpus=gpus or None, include_dashboard=False, log_to_driver=False,
+            ray.init(num_cpus=cpus, num_gpus=gpus or None, **headless_ray_args(), log_to_driver=False,
                      configure_logging=False)
         try:
             yield {"nodes": 1, "cpus_per_node": int(ray.cluster_resources().get("CPU", cpus))}
@@ -55,7 +56,7 @@ def ray_session(cpus: int, nodes: int, gpus: float = 0.0) -> Iterator[dict[str, 
     # a private temporary directory keeps other processes out (short: unix socket paths).
     previous = os.environ.get("RAY_TMPDIR")
     os.environ["RAY_TMPDIR"] = tempfile.mkdtemp(prefix="us8k-bn-", dir="/tmp")
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": per_node, "include_dashboard": False})
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": per_node, **headless_ray_args()})
     try:
         for _ in range(nodes - 1):
             cluster.add_node(num_cpus=per_node)

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from orchestration.headless_ray import headless_ray_args
+
 # Quiet TensorFlow's C++ logging in every process the tests start (Ray workers inherit the env).
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
@@ -30,12 +32,14 @@ def ray_local():
     """A local Ray instance with 2 logical CPUs, shared by the whole session.
 
     A plain ``ray.init``, as a user's machine or cluster starts Ray: no project-only
-    environment in the raylet, so the tests run the processes users run.
+    environment in the raylet, so the tests run the processes users run. No dashboard, on a
+    port of its own (orchestration/headless_ray.py: another worker's dashboard on 8265 would
+    otherwise answer Ray Train's placement-group cleaner, which then kills live runs).
     """
     import ray
 
     if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        ray.init(num_cpus=2, **headless_ray_args(), log_to_driver=False, configure_logging=False)
     yield ray
     ray.shutdown()
 

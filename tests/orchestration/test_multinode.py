@@ -26,6 +26,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from orchestration.headless_ray import headless_ray_args
+
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -81,7 +83,7 @@ def nodes():
     import ray
     from ray.cluster_utils import Cluster
 
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, **headless_ray_args()})
     try:
         # 2 CPUs on the GPU node: a sweep's Tune trial actor (0.01 CPU) may land there, and
         # with 1 CPU its own Train worker (1 CPU + 1 GPU) could then never be placed.

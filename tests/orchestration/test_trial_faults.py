@@ -31,6 +31,7 @@ import pytest
 
 from benchmarks.fault_determinism import freeze_mid_training, trial_rows
 from model.train_loop import FINAL_KEY
+from orchestration.headless_ray import headless_ray_args
 
 pytestmark = pytest.mark.slow
 
@@ -215,7 +216,7 @@ def test_inner_node_lost_mid_sweep_trials_resume_on_the_remaining_node(tmp_path)
     experiment, uri = tmp_path / "ray" / name, os.environ[ENV_URI]
     # The head takes no trial (no CPU); a dead node is declared after ~5 missed 1-s health checks.
     cluster = _start_cluster(Cluster, {
-        "num_cpus": 0, "include_dashboard": False,
+        "num_cpus": 0, **headless_ray_args(),
         "_system_config": {"health_check_period_ms": 1000, "health_check_failure_threshold": 5},
     })
     sweep = None
