@@ -26,18 +26,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from orchestration.headless_ray import free_local_port
+
 HANG_GUARD_S = 3600.0  # only against hangs: never a speed expectation
 # One epoch on a quarter of each clip and a small network: the machinery, not the accuracy.
 FAST = ["--epochs", "1", "--no-refit", "--set", "features.frames=44", "--set", "train.filters=[8,8,16,16]",
         "--set", "train.batch_size=32", "--set", "train.checkpoint_every=1", "--set", "train.learning_rate=3e-3"]
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+free_port = free_local_port
 
 
 def wait_for(what: str, condition: Callable[[], Any], timeout_s: float = HANG_GUARD_S, every_s: float = 0.2) -> Any:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestration.headless_ray import headless_ray_args
+from orchestration.headless_ray import free_local_port, headless_ray_args
 
 # Quiet TensorFlow's C++ logging in every process the tests start (Ray workers inherit the env).
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -59,12 +59,7 @@ def tiny_dataset(tiny_dataset_root):
     return load_dataset(tiny_dataset_root)
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+free_port = free_local_port
 
 
 @pytest.fixture

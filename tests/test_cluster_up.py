@@ -40,6 +40,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from orchestration.headless_ray import free_local_port
+
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -71,12 +73,6 @@ def _missing() -> str | None:
     if probe.returncode != 0:
         return f"cannot create PID namespaces here: {probe.stderr.strip()}"
     return None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _listening(port: int) -> set[str]:
@@ -238,7 +234,7 @@ def loopback(tmp_path_factory):
     authorized = work / "authorized_keys"
     shutil.copy(work / "client_key.pub", authorized)
     Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege-separation directory
-    ports = Ports(*(_free_port() for _ in range(6)))
+    ports = Ports(*(free_local_port() for _ in range(6)))
     nodes = []
     try:
         for ip in (HEAD, WORKER):

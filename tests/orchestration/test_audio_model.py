@@ -9,7 +9,6 @@ import base64
 import io
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -31,6 +30,7 @@ from model.config import TrainConfig
 from model.data import Normaliser
 from model.predictor import AudioClassifier
 from orchestration.audio_model import log_audio_model
+from orchestration.headless_ray import free_local_port
 from orchestration.registry import CHAMPION, register
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
@@ -114,18 +114,12 @@ def test_champion_moves_only_for_a_better_model_on_the_same_dataset(logged):
     assert client.get_model_version(name, other.version).tags["us8k.dataset_fingerprint"] == "data-b"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_mlflow_models_serve_answers_a_rest_request_with_a_wav(logged, tiny_dataset):
     client = logged["client"]
     register(client, "us8k-serve", logged["model_uri"], logged["run_id"],
              {"us8k.cv_accuracy_mean": "0.5", "us8k.dataset_fingerprint": "x"})
-    port = _free_port()
+    port = free_local_port()
     log = (logged["folder"] / "serve.log").open("w")
     # `mlflow models serve` execs `uvicorn` by name: the virtual environment's bin on PATH, as
     # with an activated venv.

@@ -38,15 +38,23 @@ def test_the_session_ray_publishes_a_state_api_address_nobody_serves(ray_local):
     controller) fails against the suite's own headless Ray instead of reaching a dashboard."""
     from ray.util.state import get_actor
 
-    live = ray_local.remote(num_cpus=0)(type("Alive", (), {"ready": lambda self: True})).remote()
-    ray_local.get(live.ready.remote())
-    with pytest.raises(Exception) as raised:  # noqa: PT011 - any failure, never a "not found" answer
-        get_actor(live._actor_id.hex(), address=ray_local.get_runtime_context().gcs_address, timeout=5)
+    live = ray_local.remote(num_cpus=0)(_alive_class()).remote()
+    actor_id = ray_local.get(live.actor_id.remote())
+    with pytest.raises(Exception) as raised:  # any failure; never an answer from another dashboard
+        get_actor(actor_id, address=ray_local.get_runtime_context().gcs_address, timeout=5)
     url = re.search(r"http://127\.0\.0\.1:(\d+)", str(raised.value))
     assert url, str(raised.value)
     port = int(url[1])
     assert port not in RAY_DASHBOARD_PORTS and _refused(port), str(raised.value)
     ray_local.kill(live)
+
+
+def _alive_class() -> type:
+    """An actor class that reports its own id (built here: pickled by value, as test modules are
+    not importable in Ray's workers)."""
+    import ray
+
+    return type("Alive", (), {"actor_id": lambda self: ray.get_runtime_context().get_actor_id()})
 
 
 # The child: a Ray as Ray starts it without a dashboard (its default 8265 replaced by a free port,
@@ -74,9 +82,9 @@ foreign = subprocess.Popen([sys.executable, "-c", sys.argv[2], str(port)], env=e
 try:
     assert foreign.stdout.readline().strip() == "ready"
     ray.init(address=cluster.address, log_to_driver=False)
-    live = ray.remote(num_cpus=0)(type("Alive", (), {"ready": lambda self: True})).remote()
-    ray.get(live.ready.remote())
-    state = get_actor(live._actor_id.hex(), address=cluster.address, timeout=10)
+    alive = type("Alive", (), {"actor_id": lambda self: ray.get_runtime_context().get_actor_id()})
+    live = ray.remote(num_cpus=0)(alive).remote()
+    state = get_actor(ray.get(live.actor_id.remote()), address=cluster.address, timeout=10)
     print("RESULT " + json.dumps({"found": state is not None}), flush=True)
 finally:
     foreign.stdin.close()
