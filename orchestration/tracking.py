@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from mlflow.entities import Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
@@ -77,6 +78,24 @@ def check_tracking_uri(uri: str, timeout_s: float = 5.0) -> None:
             raise TrackingError(f"tracking URI {uri}: {folder} exists and is not a directory")
 
 
+def find_or_create_experiment(client: MlflowClient, name: str):
+    """The experiment called ``name``, created if missing. Two sweeps started at once both find
+    none and both create it: the second create fails with RESOURCE_ALREADY_EXISTS, and then the
+    experiment the other sweep created is the one (found again by name)."""
+    found = client.get_experiment_by_name(name)
+    if found is not None:
+        return found
+    try:
+        return client.get_experiment(client.create_experiment(name))
+    except MlflowException as err:
+        if err.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+    found = client.get_experiment_by_name(name)
+    if found is None:  # created and deleted in between: not a race this can settle
+        raise TrackingError(f"MLflow experiment {name!r} was created by another client and is gone again; run again")
+    return found
+
+
 class SweepTracker:
     """Finds or creates the sweep's runs and logs into them (driver process only)."""
 
@@ -84,9 +103,9 @@ class SweepTracker:
         self.tracking_uri = tracking_uri
         self.client = MlflowClient(tracking_uri)
         self.sweep_id = sweep_id
-        found = self.client.get_experiment_by_name(experiment)
-        self.experiment_id = found.experiment_id if found else self.client.create_experiment(experiment)
-        if found is None or found.tags.get(EXPERIMENT_KIND_TAG) is None:
+        found = find_or_create_experiment(self.client, experiment)
+        self.experiment_id = found.experiment_id
+        if found.tags.get(EXPERIMENT_KIND_TAG) is None:
             # Without it MLflow 3's UI opens the experiment on its GenAI overview, not the runs.
             self.client.set_experiment_tag(self.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
         self.experiment = experiment

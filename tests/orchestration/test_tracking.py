@@ -10,9 +10,10 @@ import statistics
 
 import numpy as np
 import pytest
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from orchestration.tracking import TAG_KIND, SweepTracker, flatten
+from orchestration.tracking import TAG_KIND, SweepTracker, find_or_create_experiment, flatten
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
@@ -140,6 +141,32 @@ def test_the_experiment_opens_on_its_runs_and_fold_runs_name_their_datasets(stor
     assert set(by_context) == {"training", "validation", "test"}
     assert by_context["test"].digest == "k2" and by_context["test"].name == "us8k-features fold 2"
     assert by_context["training"].name == "us8k-features folds 1,3"
+
+
+class _LosesTheRace(MlflowClient):
+    """A client whose experiment lookup is followed at once by another sweep creating that
+    experiment (the interleaving of two sweeps started together; both stores are real)."""
+
+    def __init__(self, uri: str) -> None:
+        super().__init__(uri)
+        self.uri = uri
+        self.other_ids: list[str] = []
+
+    def get_experiment_by_name(self, name):
+        found = super().get_experiment_by_name(name)
+        if found is None and not self.other_ids:
+            self.other_ids.append(MlflowClient(self.uri).create_experiment(name))
+        return found
+
+
+def test_two_sweeps_creating_the_experiment_at_once_share_it(store):
+    client = _LosesTheRace(store)
+    experiment = find_or_create_experiment(client, "exp")
+    assert client.other_ids == [experiment.experiment_id]  # the other sweep's, found again by name
+    assert [e.name for e in MlflowClient(store).search_experiments()].count("exp") == 1
+    with pytest.raises(MlflowException) as raised:  # what the tracker used to die of
+        MlflowClient(store).create_experiment("exp")
+    assert raised.value.error_code == "RESOURCE_ALREADY_EXISTS"
 
 
 def _snapshot(client: MlflowClient, run_id: str) -> dict:
