@@ -33,7 +33,11 @@ def register(client: MlflowClient, name: str, model_uri: str, run_id: str, tags:
     try:
         client.get_registered_model(name)
     except MlflowException:
-        client.create_registered_model(name, description="UrbanSound8K classifier: audio in, class probabilities out.")
+        try:
+            client.create_registered_model(name, description="UrbanSound8K classifier: audio in, class probabilities out.")
+        except MlflowException as err:  # two refits at once: the other one created it in between
+            if err.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
     # A logged model's URI is models:/<model id>; the registry wants that id alongside it.
     model_id = model_uri.removeprefix("models:/") if model_uri.startswith("models:/m-") else None
     created = client.create_model_version(name, source=model_uri, run_id=run_id, tags=dict(tags), model_id=model_id)

@@ -99,6 +99,31 @@ def test_long_recordings_are_windowed_and_bad_rows_are_reported(logged, tmp_path
 
 
 @pytest.mark.slow
+class _LosesTheRace(MlflowClient):
+    """Right after its lookup finds no registered model, another refit creates it (two sweeps'
+    refits at once; the store is real)."""
+
+    def __init__(self, uri: str) -> None:
+        super().__init__(uri)
+        self.uri = uri
+        self.raced = False
+
+    def get_registered_model(self, name):
+        try:
+            return super().get_registered_model(name)
+        finally:
+            if not self.raced:
+                self.raced = True
+                MlflowClient(self.uri).create_registered_model(name)
+
+
+def test_two_refits_registering_a_new_name_at_once_both_get_a_version(logged):
+    tags = {"us8k.cv_accuracy_mean": "0.70", "us8k.dataset_fingerprint": "data-a"}
+    done = register(_LosesTheRace(logged["uri"]), "us8k-race", logged["model_uri"], logged["run_id"], tags)
+    assert done.version == "1" and done.champion
+    assert [str(v.version) for v in logged["client"].search_model_versions("name='us8k-race'")] == ["1"]
+
+
 def test_champion_moves_only_for_a_better_model_on_the_same_dataset(logged):
     client, name = logged["client"], "us8k-test"
     tags = {"us8k.cv_accuracy_mean": "0.70", "us8k.dataset_fingerprint": "data-a"}
