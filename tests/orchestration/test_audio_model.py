@@ -98,7 +98,6 @@ def test_long_recordings_are_windowed_and_bad_rows_are_reported(logged, tmp_path
     assert out.loc[2, "windows"] == 3 and out.loc[2, "top_class"] == out.loc[0, "top_class"]  # bytes == path
 
 
-@pytest.mark.slow
 class _LosesTheRace(MlflowClient):
     """Right after its lookup finds no registered model, another refit creates it (two sweeps'
     refits at once; the store is real)."""
@@ -117,6 +116,7 @@ class _LosesTheRace(MlflowClient):
                 MlflowClient(self.uri).create_registered_model(name)
 
 
+@pytest.mark.slow
 def test_two_refits_registering_a_new_name_at_once_both_get_a_version(logged):
     tags = {"us8k.cv_accuracy_mean": "0.70", "us8k.dataset_fingerprint": "data-a"}
     done = register(_LosesTheRace(logged["uri"]), "us8k-race", logged["model_uri"], logged["run_id"], tags)
@@ -124,6 +124,7 @@ def test_two_refits_registering_a_new_name_at_once_both_get_a_version(logged):
     assert [str(v.version) for v in logged["client"].search_model_versions("name='us8k-race'")] == ["1"]
 
 
+@pytest.mark.slow
 def test_champion_moves_only_for_a_better_model_on_the_same_dataset(logged):
     client, name = logged["client"], "us8k-test"
     tags = {"us8k.cv_accuracy_mean": "0.70", "us8k.dataset_fingerprint": "data-a"}
