@@ -68,7 +68,7 @@ print("ready", flush=True)
 sys.stdin.read()
 """
 CHILD = """
-import json, os, subprocess, sys, tempfile, time
+import json, os, subprocess, sys, tempfile
 import ray
 from ray.cluster_utils import Cluster
 from ray.util.state import get_actor
