@@ -131,7 +131,9 @@ class RayHead:
         log = self.log.open("w")
         self.proc = subprocess.Popen(
             [ray, "start", "--head", "--block", "--port", str(self.port),
-             "--num-cpus", str(self.cpus), "--include-dashboard", "false", "--disable-usage-stats"],
+             "--num-cpus", str(self.cpus), "--include-dashboard", "false", "--disable-usage-stats",
+             # A dashboard port of its own (orchestration/headless_ray.py: else it publishes 8265).
+             "--dashboard-port", str(free_port())],
             stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         log.close()
         wait_for(f"the Ray head on {self.address}", lambda: self._up() or self._died(), timeout_s, 0.5)

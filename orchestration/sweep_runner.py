@@ -45,6 +45,10 @@ from orchestration.trial import (
 
 # Quiet C++ logging of TensorFlow in every process started from here (workers inherit it).
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Each checkpoint a trial reports makes Tune snapshot the experiment (``num_to_keep`` is set: a
+# --resume must never point at a deleted checkpoint). With short epochs (the demo's) Tune warns
+# at nearly every epoch that snapshots are frequent, by design here: silenced unless the user sets it.
+os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
 # The models are tf_keras models. TensorFlow picks what ``tensorflow.keras`` means when it is
 # imported; without this the driver's tensorflow.keras is Keras 3, MLflow does not recognise
 # the model as Keras and logs a bare SavedModel ("tf2-module" flavor, 3x slower to write).

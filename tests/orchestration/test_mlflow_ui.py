@@ -133,7 +133,18 @@ def _expand(driver, run_id: str) -> None:
     _run_link(driver, run_id).find_element(By.XPATH, "./ancestor::div[@role='gridcell']//button").click()
 
 
-def test_the_experiment_opens_on_the_sweep_with_its_configurations_nested(browser, sweep_server, shots):
+def test_the_mlflow_ui_shows_the_sweep_its_configurations_folds_and_their_comparison(browser, sweep_server, shots,
+                                                                                     tmp_path):
+    """One test, four views in order: the runs table, a configuration run, a fold run, the
+    compare view. One test, not four: under ``pytest -n 2`` each xdist worker running one of
+    them would build the module's sweep and server again (~60 s)."""
+    _the_experiment_opens_on_the_sweep_with_its_configurations_nested(browser, sweep_server, shots)
+    _a_configuration_run_shows_its_cv_accuracy_mean(browser, sweep_server, shots)
+    _a_fold_run_shows_its_confusion_matrix_and_its_model(browser, sweep_server, shots, tmp_path)
+    _the_compare_view_of_the_configuration_runs_renders(browser, sweep_server, shots)
+
+
+def _the_experiment_opens_on_the_sweep_with_its_configurations_nested(browser, sweep_server, shots):
     uri, exp_id, runs = sweep_server
     (sweep,) = runs["sweep"]
     configs = {r.data.tags[TAG_CONFIG]: r for r in runs["config"]}
@@ -181,7 +192,7 @@ def _grid_rows(driver) -> dict[str, str]:
     return names
 
 
-def test_a_configuration_run_shows_its_cv_accuracy_mean(browser, sweep_server, shots):
+def _a_configuration_run_shows_its_cv_accuracy_mean(browser, sweep_server, shots):
     uri, exp_id, runs = sweep_server
     config = runs["config"][0]
     browser.get(f"{uri}/#/experiments/{exp_id}/runs/{config.info.run_id}?workflowType=machine_learning")
@@ -193,7 +204,7 @@ def test_a_configuration_run_shows_its_cv_accuracy_mean(browser, sweep_server, s
     browser.save_screenshot(str(shots / "configuration-run.png"))
 
 
-def test_a_fold_run_shows_its_confusion_matrix_and_its_model(browser, sweep_server, shots, tmp_path):
+def _a_fold_run_shows_its_confusion_matrix_and_its_model(browser, sweep_server, shots, tmp_path):
     uri, exp_id, runs = sweep_server
     fold = runs["fold"][0]
     base = f"{uri}/#/experiments/{exp_id}/runs/{fold.info.run_id}"
@@ -217,7 +228,7 @@ def test_a_fold_run_shows_its_confusion_matrix_and_its_model(browser, sweep_serv
     browser.save_screenshot(str(shots / "fold-confusion-matrix.png"))
 
 
-def test_the_compare_view_of_the_configuration_runs_renders(browser, sweep_server, shots):
+def _the_compare_view_of_the_configuration_runs_renders(browser, sweep_server, shots):
     uri, exp_id, runs = sweep_server
     ids = [r.info.run_id for r in runs["config"]]
     query = urllib.parse.urlencode({"runs": json.dumps(ids), "experiments": json.dumps([exp_id]),
