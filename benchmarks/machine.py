@@ -1,7 +1,9 @@
 """The machine a benchmark ran on: CPU model, cores, SIMD flags, load; printed beside figures.
 
 Figures differ several-fold between machines (AVX-512 vs AVX2 alone changes TensorFlow's conv
-throughput), so every benchmark states where it ran.
+throughput), so every benchmark states where it ran. ``ONEDNN_MAX_CPU_ISA`` (oneDNN's own
+setting, e.g. ``AVX2``) caps the instructions TensorFlow's oneDNN kernels use: an AVX-512 machine
+then runs them as an AVX2-only one would; the line says so and the peak is computed for the cap.
 """
 
 from __future__ import annotations
@@ -35,7 +37,29 @@ def describe() -> str:
     model, flags = cpu_model_and_flags()
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     load = " ".join(f"{v:.2f}" for v in os.getloadavg())
-    return f"machine: {model}, {cores} usable core(s), SIMD {' '.join(flags) or 'none found'}; load average {load}"
+    cap = isa_cap()
+    capped = f" (oneDNN capped at {cap} by ONEDNN_MAX_CPU_ISA)" if cap else ""
+    return (f"machine: {model}, {cores} usable core(s), SIMD {' '.join(flags) or 'none found'}{capped}; "
+            f"load average {load}")
+
+
+def isa_cap() -> str | None:
+    """The instruction-set cap ``ONEDNN_MAX_CPU_ISA`` sets for oneDNN, if any (upper case)."""
+    value = os.environ.get("ONEDNN_MAX_CPU_ISA", "").strip().upper()
+    return value if value and value != "DEFAULT" else None
+
+
+def capped_flags(flags: set[str], cap: str | None) -> set[str]:
+    """The CPU flags oneDNN may use under ``cap``: AVX2-class caps drop AVX-512 and AMX, AVX and
+    SSE caps also AVX2 and FMA, SSE caps AVX itself."""
+    if cap is None or cap.startswith(("AVX512", "AVX10")):
+        return flags
+    kept = {f for f in flags if not f.startswith(("avx512", "amx"))}
+    if not cap.startswith("AVX2"):
+        kept -= {"avx2", "fma"}
+    if cap.startswith("SSE"):
+        kept.discard("avx")
+    return kept
 
 
 # --------------------------------------------------------------------------- peak FLOP/s
@@ -70,15 +94,16 @@ def cpu_fields(cpuinfo: str | None = None) -> dict[str, str]:
 
 
 def flops_per_cycle(fields: dict[str, str]) -> tuple[int, str]:
-    """FP32 FLOPs per cycle per core and the ``PEAK_TABLE`` row it comes from."""
-    flags = set(fields.get("flags", "").split())
+    """FP32 FLOPs per cycle per core and the ``PEAK_TABLE`` row it comes from (for the
+    instructions oneDNN may use: see ``capped_flags``)."""
+    flags = capped_flags(set(fields.get("flags", "").split()), isa_cap())
     vendor = fields.get("vendor_id", "")
     family, model = _int(fields.get("cpu family")), _int(fields.get("model"))
     avx512 = "avx512f" in flags
     row = None
     if vendor == "AuthenticAMD" and family == 23 and "avx2" in flags:
         row = 0 if model is not None and model < 0x30 else 1
-    elif vendor == "AuthenticAMD" and family == 25:
+    elif vendor == "AuthenticAMD" and family == 25 and "avx2" in flags:
         row = 2 if avx512 else 1
     elif vendor == "AuthenticAMD" and family is not None and family >= 26 and avx512:
         row = 3

@@ -40,9 +40,10 @@ def _cpuinfo(vendor: str, family: int, model: int, flags: str, mhz: str = "2445.
             f"model name\t: test\ncpu MHz\t\t: {mhz}\nflags\t\t: {flags}\n\nprocessor\t: 1\ncpu MHz\t\t: 1.0\n")
 
 
-def test_flops_per_cycle_table_by_vendor_family_and_flags():
+def test_flops_per_cycle_table_by_vendor_family_and_flags(monkeypatch):
     from benchmarks.machine import cpu_fields, flops_per_cycle
 
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
     avx2 = "sse avx fma avx2"
     cases = [
         (_cpuinfo("AuthenticAMD", 23, 1, avx2), 16, "Zen 1"),  # Naples
@@ -60,9 +61,10 @@ def test_flops_per_cycle_table_by_vendor_family_and_flags():
         assert (per_cycle, row in name) == (flops, True), (text, name)
 
 
-def test_peak_is_cores_times_clock_times_flops_per_cycle(tmp_path):
+def test_peak_is_cores_times_clock_times_flops_per_cycle(tmp_path, monkeypatch):
     from benchmarks.machine import clock_ghz, cpu_fields, peak_gflops
 
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
     text = _cpuinfo("AuthenticAMD", 25, 1, "avx fma avx2")
     fields = cpu_fields(text)
     assert fields["cpu MHz"] == "2445.406"  # the first processor's, not the second's
@@ -73,3 +75,23 @@ def test_peak_is_cores_times_clock_times_flops_per_cycle(tmp_path):
     assert peak["gflops"] == pytest.approx(2 * 2.445406 * 32)  # 156.5 GFLOP/s
     assert peak["flops_per_cycle"] == 32 and peak["cores"] == 2
     assert peak_gflops(cores=4, cpuinfo=text, cpufreq=tmp_path)["gflops"] == pytest.approx(4 * 3.5 * 32)
+
+
+def test_a_onednn_isa_cap_is_named_on_the_machine_line_and_the_peak_follows_it(monkeypatch):
+    from benchmarks.machine import cpu_fields, flops_per_cycle
+
+    xeon = cpu_fields(_cpuinfo("GenuineIntel", 6, 143, "sse avx fma avx2 avx512f avx512bw amx_tile"))
+    genoa = cpu_fields(_cpuinfo("AuthenticAMD", 25, 17, "sse avx fma avx2 avx512f"))
+    expected = {None: (64, 32), "DEFAULT": (64, 32), "avx512_core_amx": (64, 32), "avx2": (32, 32),
+                "AVX2_VNNI": (32, 32), "AVX": (16, 16), "SSE41": (8, 8)}
+    for cap, (intel, amd) in expected.items():
+        if cap is None:
+            monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+        else:
+            monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", cap)
+        assert (flops_per_cycle(xeon)[0], flops_per_cycle(genoa)[0]) == (intel, amd), cap
+        named = cap not in (None, "DEFAULT")
+        assert ("by ONEDNN_MAX_CPU_ISA" in describe()) == named, cap
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "avx2")
+    assert flops_per_cycle(xeon)[1].startswith("Intel (or other) with AVX2 + FMA")
+    assert "(oneDNN capped at AVX2 by ONEDNN_MAX_CPU_ISA); load average" in describe()
