@@ -113,10 +113,10 @@ class RayHead:
     private temp folder (a plain ``ray.init()`` elsewhere on the machine does not join it);
     killed as one process group."""
 
-    def __init__(self, log_dir: Path, cpus: int = 2) -> None:
+    def __init__(self, log_dir: Path, cpus: int = 2, args: Sequence[str] = ()) -> None:
         import tempfile
 
-        self.cpus = cpus
+        self.cpus, self.args = cpus, tuple(args)  # args: more `ray start` options
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.tmp = tempfile.mkdtemp(prefix="us8k-rh-", dir="/tmp")  # short: Ray's sockets live below it
@@ -133,7 +133,7 @@ class RayHead:
             [ray, "start", "--head", "--block", "--port", str(self.port),
              "--num-cpus", str(self.cpus), "--include-dashboard", "false", "--disable-usage-stats",
              # A dashboard port of its own (orchestration/headless_ray.py: else it publishes 8265).
-             "--dashboard-port", str(free_port())],
+             "--dashboard-port", str(free_port()), *self.args],
             stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         log.close()
         wait_for(f"the Ray head on {self.address}", lambda: self._up() or self._died(), timeout_s, 0.5)

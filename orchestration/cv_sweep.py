@@ -33,6 +33,7 @@ from orchestration.config import (
     load_config_file,
 )
 from orchestration.plan import SweepError, preflight
+from orchestration.ray_disk import out_of_disk_message
 from orchestration.recipes import available, load_recipe, merge_sections
 from orchestration.redact import redact
 from orchestration.tracking import TrackingError
@@ -226,6 +227,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         outcome = run_sweep(plan)
     except (SweepError, TrackingError, DatasetError, CacheWriteError) as exc:
         print(f"error: {redact(str(exc))}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        message = out_of_disk_message(exc, plan.spec.sweep.cache_dir or str(default_cache_dir()), plan.name)
+        if message is None:
+            raise
+        print(f"error: {message}", file=sys.stderr)
         return 2
     print(outcome.report)
     if not outcome.all_completed:

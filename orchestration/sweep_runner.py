@@ -23,6 +23,7 @@ from orchestration.config import optuna_space
 from orchestration.plan import Plan, SweepError, read_stored_spec, with_cluster, write_stored_spec
 from orchestration.progress import ProgressCallback
 from orchestration.racing import board
+from orchestration.ray_disk import disk_warning, session_disk
 from orchestration.redact import redact, redact_mapping
 from orchestration.results import (
     ConfigResult,
@@ -69,6 +70,8 @@ def run_sweep(plan: Plan) -> Outcome:
     fail_fast_http()  # the writer retries an unreachable tracking server itself
     started = time.time()
     _init_ray(plan.spec.sweep.address, plan.verbose)
+    if warning := disk_warning(session_disk()):
+        print(warning, file=sys.stderr, flush=True)
     plan = with_cluster(plan, cluster_resources())
     featureset, data_info = _features(plan)
     tracker = _start_tracking(plan, data_info)
