@@ -141,3 +141,13 @@ def pytest_collection_modifyitems(config, items):
     test alone. A stable sort: every worker collects the same order, as xdist requires."""
     if os.environ.get("PYTEST_XDIST_WORKER"):
         items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The disk Ray spills to, as Ray counts it, at the end of every run (-q too): over 95% a
+    full object store fails its put with OutOfDiskError, as in stop 22's CI; this makes it plain."""
+    from orchestration.ray_disk import disk_usage, disk_warning
+
+    usage = disk_usage(os.environ.get("RAY_TMPDIR") or tempfile.gettempdir())
+    terminalreporter.write_line(disk_warning(usage) or f"Ray's temp disk: {usage.describe()}")
