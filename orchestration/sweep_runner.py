@@ -36,6 +36,7 @@ from orchestration.results import (
 )
 from orchestration.search import RacingScheduler
 from orchestration.spool import SPOOL_DIR, fail_fast_http, server_answers, unregister_writer
+from orchestration.sweep_features import sweep_features
 from orchestration.tracking import SweepTracker, ui_runs_url
 from orchestration.trial import (
     TrialSettings,
@@ -73,7 +74,7 @@ def run_sweep(plan: Plan) -> Outcome:
     if warning := disk_warning(session_disk()):
         print(warning, file=sys.stderr, flush=True)
     plan = with_cluster(plan, cluster_resources())
-    featureset, data_info = _features(plan)
+    featureset, data_info = sweep_features(plan)
     tracker = _start_tracking(plan, data_info)
     writer = _writer(plan, tracker)
     features_ref = ray.put(featureset)
@@ -267,66 +268,6 @@ def _init_ray(address: str | None, verbose: bool) -> None:
     # Worker output (TensorFlow's start-up chatter, Train's per-report lines) stays in Ray's
     # log files unless --verbose; trial errors are still reported, with their error files.
     ray.init(address=address, log_to_driver=verbose, configure_logging=True, logging_level="WARNING")
-
-
-def _features(plan: Plan):
-    """Dataset (synthetic demo unless --data-dir), validated, then features from cache or Ray."""
-    from features.dataset import load_dataset
-    from features.extract import extract_features
-
-    sweep = plan.spec.sweep
-    cache_dir = Path(sweep.cache_dir).expanduser() if sweep.cache_dir else default_cache_dir()
-    if sweep.data_dir is None:
-        from features.synthetic import ensure_synthetic
-
-        root = ensure_synthetic(
-            cache_dir / "synthetic" / f"{sweep.synthetic_preset}-seed{sweep.synthetic_seed}",
-            sweep.synthetic_preset,
-            sweep.synthetic_seed,
-        )
-    else:
-        root = Path(sweep.data_dir).expanduser()
-    index = load_dataset(root, folds=None, skip_missing=sweep.skip_missing)
-    for warning in index.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
-    _check_folds_present(index, sweep.folds)
-    result = extract_features(index, plan.spec.features, cache_dir)
-    print(result.summary(), flush=True)
-    featureset, augment_info = _augmented(plan, index, result.featureset, cache_dir)
-    info = {
-        "us8k.dataset_root": str(root),
-        "us8k.dataset_fingerprint": index.fingerprint(),
-        "us8k.feature_cache": str(result.entries[0].directory) if result.entries else "",
-        "us8k.feature_cache_keys": ",".join(f"{e.fold}:{e.key}" for e in result.entries),
-        "us8k.clips": str(len(result.featureset)),
-        "us8k.failed_clips": str(len(result.failures)),
-        **augment_info,
-    }
-    return featureset, info
-
-
-def _augmented(plan: Plan, index, featureset, cache_dir: Path):
-    """The feature set with its augmented training candidates (cached Ray tasks), when the
-    spec's ``augment`` section defines variants; unchanged (and no work) otherwise."""
-    augment = plan.spec.augment
-    if augment.empty:
-        return featureset, {}
-    from features.augment_extract import augment_features, with_augmented
-
-    result = augment_features(index, plan.spec.features, augment, featureset, cache_dir)
-    print(result.summary(), flush=True)
-    return with_augmented(featureset, result.rows), {
-        "us8k.augment_digest": augment.digest(),
-        "us8k.augment_cache_keys": ",".join(f"{e.fold}:{e.key}" for e in result.entries),
-        "us8k.augmented_rows": str(len(result.rows)),
-        "us8k.augment_failed_clips": str(len(result.failures)),
-    }
-
-
-def _check_folds_present(index, folds: tuple[int, ...]) -> None:
-    absent = sorted(set(folds) - set(index.folds))
-    if absent:
-        raise SweepError(f"folds {absent} have no clips in {index.root}; choose among {list(index.folds)}")
 
 
 def _sweep_params(plan: Plan) -> dict[str, Any]:
