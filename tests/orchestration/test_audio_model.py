@@ -124,6 +124,37 @@ def test_two_refits_registering_a_new_name_at_once_both_get_a_version(logged):
     assert [str(v.version) for v in logged["client"].search_model_versions("name='us8k-race'")] == ["1"]
 
 
+class _OvertakenBeforeItsMove(MlflowClient):
+    """Between its look at the champion and its move of the alias, another refit on the same
+    dataset registers a better version and moves the alias first (the store is real)."""
+
+    def __init__(self, uri: str, other_tags: dict[str, str], model_uri: str, run_id: str) -> None:
+        super().__init__(uri)
+        self.other = (uri, other_tags, model_uri, run_id)
+        self.other_done = None
+
+    def set_registered_model_alias(self, name, alias, version):
+        if self.other_done is None:
+            uri, tags, model_uri, run_id = self.other
+            self.other_done = register(MlflowClient(uri), name, model_uri, run_id, tags)
+        return super().set_registered_model_alias(name, alias, version)
+
+
+@pytest.mark.slow
+def test_two_refits_at_once_leave_the_champion_on_the_better_one(logged):
+    name, client = "us8k-alias-race", logged["client"]
+    tags = {"us8k.cv_accuracy_mean": "0.60", "us8k.dataset_fingerprint": "data-a"}
+    assert register(client, name, logged["model_uri"], logged["run_id"], tags).version == "1"
+    racer = _OvertakenBeforeItsMove(logged["uri"], {**tags, "us8k.cv_accuracy_mean": "0.80"},
+                                    logged["model_uri"], logged["run_id"])
+    slower = register(racer, name, logged["model_uri"], logged["run_id"], {**tags, "us8k.cv_accuracy_mean": "0.70"})
+    # Version 2 (0.70) looked first, version 3 (0.80) registered and moved the alias before it.
+    assert racer.other_done.version == "3" and racer.other_done.champion
+    assert slower.version == "2" and not slower.champion, slower.message
+    assert "version 3 (CV mean 0.8000 on the same dataset), registered at the same time, holds @champion" in slower.message
+    assert str(client.get_model_version_by_alias(name, CHAMPION).version) == "3"
+
+
 @pytest.mark.slow
 def test_champion_moves_only_for_a_better_model_on_the_same_dataset(logged):
     client, name = logged["client"], "us8k-test"
