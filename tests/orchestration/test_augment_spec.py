@@ -79,17 +79,17 @@ def test_the_sweep_driver_adds_augmented_rows_only_when_configured(ray_local, ti
 
     from features.dataset import load_dataset
     from features.extract import extract_features
-    from orchestration.sweep_runner import _augmented
+    from orchestration.sweep_features import augmented
 
     index = load_dataset(tiny_dataset.root, folds=(7,))
     base = extract_features(index, _spec().features, tmp_path, progress=False).featureset
-    plain, info = _augmented(SimpleNamespace(spec=_spec()), index, base, tmp_path)
+    plain, info = augmented(SimpleNamespace(spec=_spec()), index, base, tmp_path)
     assert plain is base and info == {}  # default: nothing computed, nothing tagged
     spec = _spec("--set", "augment.drc=[speech]")
-    first, info = _augmented(SimpleNamespace(spec=spec), index, base, tmp_path)
+    first, info = augmented(SimpleNamespace(spec=spec), index, base, tmp_path)
     assert len(first.augmented) == len(base) and info["us8k.augmented_rows"] == str(len(base))
     assert info["us8k.augment_digest"] == spec.augment.digest()
     capsys.readouterr()
-    again, info_again = _augmented(SimpleNamespace(spec=spec), index, base, tmp_path)
+    again, info_again = augmented(SimpleNamespace(spec=spec), index, base, tmp_path)
     assert "loaded from cache" in capsys.readouterr().out and info_again == info
     assert (again.augmented.features == first.augmented.features).all()
