@@ -36,6 +36,7 @@ from orchestration.plan import SweepError, preflight
 from orchestration.ray_disk import out_of_disk_message
 from orchestration.recipes import available, load_recipe, merge_sections
 from orchestration.redact import redact
+from orchestration.sweep_features import cache_dir_of
 from orchestration.tracking import TrackingError
 
 # ---------------------------------------------------------------------------------------------
@@ -229,7 +230,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {redact(str(exc))}", file=sys.stderr)
         return 2
     except Exception as exc:
-        message = out_of_disk_message(exc, plan.spec.sweep.cache_dir or str(default_cache_dir()), plan.name)
+        message = out_of_disk_message(exc, str(cache_dir_of(plan)), plan.name)
         if message is None:
             raise
         print(f"error: {message}", file=sys.stderr)

@@ -10,13 +10,19 @@ from features.cache import default_cache_dir
 from orchestration.plan import Plan, SweepError
 
 
+def cache_dir_of(plan: Plan) -> Path:
+    """The feature cache root the sweep uses: ``--cache-dir`` (``~`` expanded), else the default."""
+    sweep = plan.spec.sweep
+    return Path(sweep.cache_dir).expanduser() if sweep.cache_dir else default_cache_dir()
+
+
 def sweep_features(plan: Plan):
     """Dataset (synthetic demo unless --data-dir), validated, then features from cache or Ray."""
     from features.dataset import load_dataset
     from features.extract import extract_features
 
     sweep = plan.spec.sweep
-    cache_dir = Path(sweep.cache_dir).expanduser() if sweep.cache_dir else default_cache_dir()
+    cache_dir = cache_dir_of(plan)
     if sweep.data_dir is None:
         from features.synthetic import ensure_synthetic
 

@@ -143,7 +143,6 @@ def pytest_collection_modifyitems(config, items):
         items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
-
 def pytest_terminal_summary(terminalreporter):
     """The disk Ray spills to, as Ray counts it, at the end of every run (-q too): over 95% a
     full object store fails its put with OutOfDiskError, as in stop 22's CI; this makes it plain."""
